@@ -1,0 +1,3 @@
+from stabbench.cli import main
+
+main()

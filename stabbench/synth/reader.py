@@ -1,0 +1,176 @@
+"""Read a synthetic set: frames, masks and, for each successive pair, flow and validity.
+
+    >>> from stabbench.synth import open_set
+    >>> ds = open_set("synth-out")
+    >>> seq = ds[0]
+    >>> seq.perturbation, seq.severity, seq.num_frames
+    ('rotation', 3, 11)
+    >>> frames = seq.frames()            # (N, H, W, 3) uint8 RGB
+    >>> masks = seq.masks()              # (N, H, W) uint8, 255 = ignore
+    >>> flow, valid = seq.flow(0)        # (H, W, 2) float32, (H, W) bool
+
+Convention: see :mod:`perturbations.geometry`; ``flow[y, x]`` is where the content of
+pixel ``(x, y)`` of frame ``t`` is in frame ``t+1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from perturbations import Trajectory, pair_correspondence
+from stabbench.errors import DataError
+from stabbench.synth.writer import MANIFEST_FILE, RUN_FILE, SET_FORMAT, SET_FORMAT_VERSION
+
+
+class SyntheticSequence:
+    """One sequence of a synthetic set (files are read on demand)."""
+
+    def __init__(self, folder: Path, record: dict):
+        self.folder = folder
+        self.record = record
+        self.id: str = record["id"]
+        self.index: int = record["plan"]["index"]
+        self.perturbation: str = record["plan"]["perturbation"]
+        self.severity: int = record["plan"]["severity"]
+        self.source: dict = record["source"]
+
+    def __repr__(self) -> str:
+        return f"SyntheticSequence({self.id!r}, {self.perturbation}, severity={self.severity}, frames={self.num_frames})"
+
+    @cached_property
+    def trajectory(self) -> Trajectory:
+        return Trajectory.from_dict(self.record["trajectory"])
+
+    @property
+    def params(self) -> dict:
+        return self.record["trajectory"]["params"]
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.record["frames"])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return self.trajectory.height, self.trajectory.width
+
+    def frame(self, k: int) -> np.ndarray:
+        """Frame ``k``: ``(H, W, 3)`` uint8 RGB."""
+        return cv2.cvtColor(self._read(k, "frame", cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+    def mask(self, k: int) -> np.ndarray:
+        """Ground truth of frame ``k``: ``(H, W)`` uint8 class ids, 255 = ignore."""
+        return self._read(k, "mask", cv2.IMREAD_UNCHANGED)
+
+    def frames(self) -> np.ndarray:
+        """All frames, ``(N, H, W, 3)`` uint8 RGB."""
+        return np.stack([self.frame(k) for k in range(self.num_frames)])
+
+    def masks(self) -> np.ndarray:
+        """All masks, ``(N, H, W)`` uint8."""
+        return np.stack([self.mask(k) for k in range(self.num_frames)])
+
+    def flow(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ground-truth ``(flow (H, W, 2) float32, valid (H, W) bool)`` of the pair ``(t, t+1)``."""
+        return pair_correspondence(self.trajectory, t)
+
+    def pairs(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(t, flow, valid)`` for ``t = 0 .. N-2``."""
+        for t in range(self.num_frames - 1):
+            yield (t, *self.flow(t))
+
+    def verify(self) -> None:
+        """Check every file against its recorded sha256; raises :class:`DataError`."""
+        for item in self.record["frames"]:
+            for key in ("frame", "mask"):
+                path = self.folder / item[key]
+                if not path.is_file():
+                    raise DataError(path, "missing file of a synthetic set")
+                if hashlib.sha256(path.read_bytes()).hexdigest() != item[key + "_sha256"]:
+                    raise DataError(path, "checksum differs from the manifest (file changed or corrupt)")
+
+    def _read(self, k: int, key: str, flags: int) -> np.ndarray:
+        if not 0 <= k < self.num_frames:
+            raise IndexError(f"frame index {k} out of range [0, {self.num_frames - 1}]")
+        path = self.folder / self.record["frames"][k][key]
+        array = cv2.imread(str(path), flags)
+        if array is None:
+            raise DataError(path, f"cannot read {key} of a synthetic set (missing or corrupt)")
+        return array
+
+
+class SyntheticSet:
+    """A synthetic set on disk; indexable and iterable over :class:`SyntheticSequence`."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.manifest = load_manifest(self.root)
+        self._records = self.manifest["sequences"]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, i: int) -> SyntheticSequence:
+        record = self._records[i]
+        return SyntheticSequence(self.root / record["id"], record)
+
+    def __iter__(self) -> Iterator[SyntheticSequence]:
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return f"SyntheticSet({str(self.root)!r}, sequences={len(self)}, protocol={self.protocol_version})"
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.manifest["classes"])
+
+    @property
+    def protocol_version(self) -> str:
+        return self.manifest["versions"]["protocol"]
+
+    @property
+    def config(self) -> dict:
+        return self.manifest["config"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    def verify(self) -> None:
+        for seq in self:
+            seq.verify()
+
+
+def load_manifest(root: Path) -> dict:
+    """Read and check a set's manifest; a missing one means "not a (complete) set"."""
+    if not root.is_dir():
+        raise DataError(root, "synthetic set directory not found")
+    path = root / MANIFEST_FILE
+    if not path.is_file():
+        hint = (
+            "an interrupted run (re-run the same `stabbench synth` command to resume)"
+            if (root / RUN_FILE).is_file()
+            else "not a stabbench synthetic set"
+        )
+        raise DataError(root, f"no {MANIFEST_FILE}: {hint}")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as exc:
+        raise DataError(path, f"corrupt manifest ({exc})") from None
+    if manifest.get("format") != SET_FORMAT:
+        raise DataError(path, f"not a stabbench synthetic-set manifest (format={manifest.get('format')!r})")
+    if manifest.get("format_version") != SET_FORMAT_VERSION:
+        raise DataError(path, f"set format version {manifest.get('format_version')} is not supported (expected {SET_FORMAT_VERSION})")
+    return manifest
+
+
+def open_set(root: str | Path) -> SyntheticSet:
+    """Open the synthetic set written by ``stabbench synth`` at ``root``."""
+    return SyntheticSet(root)

@@ -1,0 +1,278 @@
+"""Write a synthetic set to disk: frames, masks, correspondence data, manifest.
+
+Layout of a set directory::
+
+    OUT/
+      run.json                   settings of the run (written first; used to resume)
+      seq_00000/
+        frame_00.png ...         RGB frames, lossless PNG
+        mask_00.png ...          uint8 label maps (255 = ignore), PNG
+        sequence.json            trajectory (affines, occluders), seeds, checksums;
+                                 written last: its presence marks the sequence complete
+      ...
+      manifest.json              everything above in one file; written last: its
+                                 presence marks the set complete
+
+Correspondences are stored as geometry (an affine per frame, an occluder per frame) and
+densified on demand by :mod:`perturbations.correspondence`; they take a few kB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from perturbations import PERTURBATION_NAMES, SEVERITIES
+from perturbations import PROTOCOL_VERSION, make_trajectory, render_sequence
+from stabbench.errors import OutputConflictError
+from stabbench.synth.plan import SequencePlan, plan_sequences
+
+SET_FORMAT = "stabbench-synthetic-set"
+SET_FORMAT_VERSION = 1
+RUN_FILE = "run.json"
+MANIFEST_FILE = "manifest.json"
+SEQUENCE_FILE = "sequence.json"
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything that determines the bytes of a set (compared on resume)."""
+
+    dataset: str
+    root: str | None
+    dataset_options: dict
+    protocol: str = "paper"
+    num_frames: int = 11
+    seed: int = 0
+    perturbations: tuple[str, ...] = PERTURBATION_NAMES
+    severities: tuple[int, ...] = SEVERITIES
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "root": self.root,
+            "dataset_options": self.dataset_options,
+            "protocol": self.protocol,
+            "num_frames": self.num_frames,
+            "seed": self.seed,
+            "perturbations": list(self.perturbations),
+            "severities": list(self.severities),
+        }
+
+
+@dataclass
+class SynthReport:
+    """What a run did (for the summary)."""
+
+    out: Path
+    num_sequences: int = 0
+    written: int = 0
+    resumed: int = 0
+    bytes_written: int = 0
+    counts: dict = field(default_factory=dict)
+
+
+def versions() -> dict:
+    from stabbench import __version__
+
+    return {
+        "stabbench": __version__,
+        "protocol": PROTOCOL_VERSION,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+    }
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` as sorted, indented JSON via a temporary file and ``os.replace``."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of an RGB ``(H, W, 3)`` or gray ``(H, W)`` uint8 array."""
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", array, PNG_PARAMS)
+    if not ok:  # pragma: no cover - OpenCV only fails on invalid arrays
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def prepare_output(out: Path, run: dict, overwrite: bool) -> bool:
+    """Create or check ``out``; return True when it holds a resumable partial run.
+
+    Raises :class:`OutputConflictError` when a complete set is there and ``overwrite`` is
+    False, when a partial run was made with other settings, or when ``out`` is a non-empty
+    directory that is not a synthetic set (never deleted, even with ``overwrite``).
+    """
+    if out.exists() and not out.is_dir():
+        raise OutputConflictError(f"{out}: exists and is not a directory")
+    if not out.exists() or not any(out.iterdir()):
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / RUN_FILE, run)
+        return False
+    if not (out / RUN_FILE).is_file():
+        raise OutputConflictError(
+            f"{out}: exists, is not empty and is not a stabbench synthetic set; refusing to touch it"
+        )
+    complete = (out / MANIFEST_FILE).is_file()
+    same = _read_json(out / RUN_FILE) == run
+    if overwrite:
+        clear_set(out)
+        write_json_atomic(out / RUN_FILE, run)
+        return False
+    if complete:
+        raise OutputConflictError(f"{out}: a complete synthetic set is already there; pass --overwrite to replace it")
+    if not same:
+        raise OutputConflictError(
+            f"{out}: holds an interrupted run made with other settings; "
+            "re-run with the same settings to resume, or pass --overwrite"
+        )
+    return True
+
+
+def clear_set(out: Path) -> None:
+    """Delete a synthetic set's files: the manifest first, so it never looks complete."""
+    (out / MANIFEST_FILE).unlink(missing_ok=True)
+    for child in sorted(out.iterdir()):
+        if child.is_dir() and child.name.startswith("seq_"):
+            shutil.rmtree(child)
+        elif child.name in (RUN_FILE, MANIFEST_FILE) or child.name.endswith(".tmp"):
+            child.unlink()
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def sequence_dir(out: Path, index: int) -> Path:
+    return out / f"seq_{index:05d}"
+
+
+def completed_record(out: Path, plan: SequencePlan, run: dict) -> dict | None:
+    """The record of a sequence finished by an earlier run, if its files are intact."""
+    record = _read_json(sequence_dir(out, plan.index) / SEQUENCE_FILE)
+    if record is None or record.get("plan") != plan_dict(plan) or record.get("seed") != run["config"]["seed"]:
+        return None
+    folder = sequence_dir(out, plan.index)
+    for item in record["frames"]:
+        for key in ("frame", "mask"):
+            path = folder / item[key]
+            if not path.is_file() or path.stat().st_size != item[key + "_bytes"]:
+                return None
+    return record
+
+
+def plan_dict(plan: SequencePlan) -> dict:
+    return {
+        "index": plan.index,
+        "source_index": plan.source_index,
+        "slot": plan.slot,
+        "perturbation": plan.perturbation,
+        "severity": plan.severity,
+    }
+
+
+def label_focus(label: np.ndarray) -> tuple[float, float] | None:
+    """Centroid ``(x, y)`` of the labelled non-background pixels (None if there are none)."""
+    ys, xs = np.nonzero((label != 0) & (label != 255))
+    if xs.size == 0:
+        return None
+    return float(xs.mean()), float(ys.mean())
+
+
+def write_sequence(out: Path, plan: SequencePlan, sample, source_info: dict, config: SynthConfig) -> dict:
+    """Render and write one sequence; return its record (also written as sequence.json)."""
+    height, width = sample.label.shape
+    rng = plan.rng(config.seed)
+    trajectory = make_trajectory(
+        plan.perturbation, plan.severity, rng, height, width, config.num_frames, focus=label_focus(sample.label)
+    )
+    folder = sequence_dir(out, plan.index)
+    folder.mkdir(exist_ok=True)
+    (folder / SEQUENCE_FILE).unlink(missing_ok=True)
+    frames = []
+    for k, (frame, mask) in enumerate(render_sequence(sample.image, sample.label, trajectory, rng)):
+        item = {}
+        for key, array in (("frame", frame), ("mask", mask)):
+            data = encode_png(array)
+            name = f"{key}_{k:02d}.png"
+            write_bytes_atomic(folder / name, data)
+            item.update({key: name, key + "_bytes": len(data), key + "_sha256": _sha256(data)})
+        frames.append(item)
+    record = {
+        "id": folder.name,
+        "plan": plan_dict(plan),
+        "seed": config.seed,
+        "source": source_info,
+        "trajectory": trajectory.to_dict(),
+        "frames": frames,
+    }
+    write_json_atomic(folder / SEQUENCE_FILE, record)
+    return record
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def synthesize(
+    listing,
+    config: SynthConfig,
+    out: Path,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> SynthReport:
+    """Write the synthetic set of ``listing`` under ``config`` to ``out``.
+
+    Resumes an interrupted run with the same settings; the manifest is written last.
+    Sources are decoded one at a time, so memory does not depend on the set's size.
+    """
+    out = Path(out)
+    plans = plan_sequences(len(listing.sources), config.protocol, config.seed, config.perturbations, config.severities)
+    run = {"format": SET_FORMAT, "format_version": SET_FORMAT_VERSION, "config": config.to_dict(), "versions": versions()}
+    prepare_output(out, run, overwrite)
+    report = SynthReport(out, num_sequences=len(plans))
+    records: list[dict] = []
+    root = Path(config.root) if config.root else None
+    current_source, sample, source_info = -1, None, None
+    for done, plan in enumerate(plans):
+        record = completed_record(out, plan, run)
+        if record is None:
+            if plan.source_index != current_source:
+                ref = listing.sources[plan.source_index]
+                sample, source_info, current_source = ref.load(), ref.describe(root), plan.source_index
+            record = write_sequence(out, plan, sample, source_info, config)
+            report.written += 1
+            report.bytes_written += sum(f["frame_bytes"] + f["mask_bytes"] for f in record["frames"])
+        else:
+            report.resumed += 1
+        records.append(record)
+        key = (plan.perturbation, plan.severity)
+        report.counts[key] = report.counts.get(key, 0) + 1
+        if progress is not None:
+            progress(done + 1, len(plans))
+    manifest = dict(run, classes=list(listing.classes), num_sequences=len(records), sequences=records)
+    write_json_atomic(out / MANIFEST_FILE, manifest)
+    return report
