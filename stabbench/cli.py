@@ -43,8 +43,12 @@ def main():
     """Benchmark the temporal stability of video segmentation models.
 
     \b
-    stabbench synth   build synthetic sequences with exactly known flow
-    stabbench info    summarise (and verify) a synthetic set
+    stabbench synth        build synthetic sequences with exactly known flow
+    stabbench info         summarise (and verify) a synthetic set
+    stabbench eval         evaluate a model's stability on a synthetic set
+    stabbench merge        merge sharded eval results
+    stabbench gate         fail (exit 1) when a result falls short of thresholds/baseline
+    stabbench leaderboard  print a leaderboard CSV
     """
 
 
@@ -109,6 +113,141 @@ def info(set_dir, verify, as_json):
     if verify:
         verify_set(Path(set_dir))
     print_summary(Path(set_dir), as_json=as_json)
+
+
+def _model_options(f):
+    """Pre/post-processing options shared by commands that load a model."""
+    options = [
+        click.option("--input-size", metavar="HxW", help="Resize frames to HxW before the model (default: native or the model's static shape)."),
+        click.option("--resize", type=click.Choice(["stretch", "none"]), help="Resize mode (default stretch)."),
+        click.option("--mean", metavar="R,G,B", help="Per-channel mean after scaling (default 0,0,0)."),
+        click.option("--std", metavar="R,G,B", help="Per-channel std after scaling (default 1,1,1)."),
+        click.option("--scale", type=float, help="Pixel scale before mean/std (default 1/255)."),
+        click.option("--channels", type=click.Choice(["rgb", "bgr"]), help="Channel order the model expects."),
+        click.option("--layout", type=click.Choice(["nchw", "nhwc"]), help="Tensor layout of input and output."),
+        click.option("--activation", type=click.Choice(["none", "softmax", "sigmoid"]), help="Output activation."),
+        click.option("--num-classes", type=click.IntRange(min=2), help="Number of classes the model outputs."),
+        click.option("--foreground-class", metavar="ID[,ID]", help="Map these model classes to 1, others to 0 (binary sets)."),
+        click.option("--threshold", type=click.FloatRange(0, 1), help="Threshold of a one-channel output (default 0.5)."),
+        click.option("--preprocess-json", type=click.Path(dir_okay=False, path_type=str), help="JSON file of these settings (default: <model>.stabbench.json beside the model)."),
+        click.option("--allow-pickle", is_flag=True, help="Allow unpickling a whole nn.Module (runs arbitrary code: trusted files only)."),
+        click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1)."),
+        click.option("--batch-size", type=click.IntRange(min=1), help="Most frames per model call (default: a whole sequence)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _overrides(kw: dict) -> dict:
+    keys = ("input_size", "resize", "mean", "std", "scale", "channels", "layout", "activation", "num_classes", "foreground_class", "threshold")
+    return {k: kw[k] for k in keys if kw.get(k) is not None}
+
+
+@main.command("eval")
+@click.option("--model", "-m", required=True, help="model.pt|.ts|.pt2|.onnx|.tflite, package.module:factory, or builtin:NAME.")
+@click.option("--set", "set_dir", required=True, type=click.Path(path_type=str), help="Synthetic set written by `stabbench synth`.")
+@click.option("--out", "-o", type=click.Path(path_type=str), help="Output folder (default: eval-<model name>).")
+@click.option("--leaderboard", default="leaderboard.csv", show_default=True, type=click.Path(dir_okay=False, path_type=str), help="Leaderboard CSV to add the result to.")
+@click.option("--no-leaderboard", is_flag=True, help="Do not touch the leaderboard.")
+@click.option("--replace", is_flag=True, help="Replace this model's existing leaderboard row for this set.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--boundary-width", type=click.IntRange(min=1), default=15, show_default=True, help="Width (px) of the band around ground-truth edges for S_boundary.")
+@click.option("--shard", metavar="i/n", help="Evaluate every n-th sequence starting at i (merge with `stabbench merge`).")
+@click.option("--no-plot", is_flag=True, help="Do not write the PNG plot.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_model_options
+@reports_errors
+def eval_cmd(model, set_dir, out, leaderboard, no_leaderboard, replace, overwrite, boundary_width, shard, no_plot, quiet, **kw):
+    """Evaluate a model's temporal stability on a synthetic set.
+
+    Writes OUT/results.json, per-sequence, per-perturbation-x-severity and per-class CSVs and a
+    plot, prints a table, and adds a row to the leaderboard (not for a shard).
+    """
+    from pathlib import Path
+
+    from stabbench.evaluation.cli_support import print_results, run_eval
+    from stabbench.errors import OutputConflictError
+    from stabbench.report.leaderboard import upsert_row
+    from stabbench.report.results import leaderboard_row, write_outputs
+
+    out_dir = Path(out or default_out_name(model, shard))
+    if out_dir.exists() and not overwrite:
+        raise OutputConflictError(f"{out_dir}: already exists; pass --overwrite to replace it")
+    results, _ = run_eval(model, Path(set_dir), overrides=_overrides(kw), spec_file=kw["preprocess_json"],
+                          allow_pickle=kw["allow_pickle"], device=kw["device"], batch_size=kw["batch_size"],
+                          band_width=boundary_width, shard_text=shard, quiet=quiet)
+    write_outputs(out_dir, results, overwrite=overwrite, plot=not no_plot)
+    print_results(results)
+    if shard is None and not no_leaderboard:
+        upsert_row(Path(leaderboard), leaderboard_row(results), replace=replace)
+        click.echo(f"results: {out_dir}/  leaderboard: {leaderboard}", err=True)
+
+
+def default_out_name(model: str, shard: str | None) -> str:
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._=-]+", "_", model.split("/")[-1])
+    return f"eval-{name}" + (f"-shard{shard.replace('/', 'of')}" if shard else "")
+
+
+@main.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="Output folder of the merged result.")
+@click.option("--leaderboard", default="leaderboard.csv", show_default=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--no-leaderboard", is_flag=True)
+@click.option("--replace", is_flag=True, help="Replace this model's existing leaderboard row for this set.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--no-plot", is_flag=True)
+@reports_errors
+def merge(shards, out, leaderboard, no_leaderboard, replace, overwrite, no_plot):
+    """Merge the results of `stabbench eval --shard i/n` runs (exactly the single-run numbers)."""
+    from pathlib import Path
+
+    from stabbench.evaluation.cli_support import merge_results, print_results
+    from stabbench.report.leaderboard import upsert_row
+    from stabbench.report.results import leaderboard_row, write_outputs
+
+    results = merge_results([Path(s) for s in shards])
+    write_outputs(Path(out), results, overwrite=overwrite, plot=not no_plot)
+    print_results(results)
+    if not no_leaderboard:
+        upsert_row(Path(leaderboard), leaderboard_row(results), replace=replace)
+
+
+@main.command()
+@click.argument("result", type=click.Path(path_type=str))
+@click.option("--model", help="Row of RESULT to check when RESULT is a leaderboard CSV.")
+@click.option("--min", "thresholds", multiple=True, metavar="METRIC=VALUE", help="Require METRIC >= VALUE (repeatable); METRIC: S_global, S_boundary, mIoU_syn.")
+@click.option("--baseline", type=click.Path(path_type=str), help="results.json / eval folder / leaderboard CSV to compare with.")
+@click.option("--baseline-model", help="Row of the baseline leaderboard to compare with.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Points each metric may fall below the baseline.")
+@reports_errors
+def gate(result, model, thresholds, baseline, baseline_model, tolerance):
+    """Check a result against thresholds and/or a baseline: exit 0 if all pass, 1 if any fell short.
+
+    \b
+    Exit codes: 0 all checks passed, 1 a check failed, 2 usage error, 3 unreadable/invalid result.
+    Example: stabbench gate eval-mymodel --min S_boundary=94 --baseline leaderboard.csv --baseline-model main --tolerance 0.2
+    """
+    from pathlib import Path
+
+    from stabbench.evaluation.cli_support import run_gate
+
+    sys.exit(run_gate(Path(result), model, thresholds, Path(baseline) if baseline else None, baseline_model, tolerance))
+
+
+@main.command("leaderboard")
+@click.argument("path", default="leaderboard.csv", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
+@reports_errors
+def leaderboard_cmd(path, as_json):
+    """Print a leaderboard CSV as a table."""
+    from pathlib import Path
+
+    from stabbench.evaluation.cli_support import print_leaderboard
+
+    print_leaderboard(Path(path), as_json)
 
 
 if __name__ == "__main__":  # pragma: no cover

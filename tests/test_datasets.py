@@ -424,11 +424,13 @@ def test_folder_custom_subfolders(tmp_path: Path) -> None:
     assert np.array_equal(label[1:], blob(1)[1:]) and (label[0] == 255).all()
 
 
-def test_folder_binary_mask_of_only_0_and_255(tmp_path: Path) -> None:
-    root = make_folder(tmp_path / "f", {"a": ".jpg"}, {"a": blob(255)})
+def test_folder_binary_mask_of_only_0_and_255_is_a_foreground_mask(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "f", {"a": ".jpg", "b": ".jpg"}, {"a": blob(255), "b": np.zeros_like(blob(1))})
+    label = list_folder(root).sources[0].load().label
+    assert np.array_equal(label, blob(1))
     with pytest.raises(DataError) as excinfo:
-        list_folder(root).sources[0].load()
-    assert_data_error(excinfo, root / "masks" / "a.png", "only 0 and 255", "ignore")
+        list_folder(root).sources[1].load()
+    assert_data_error(excinfo, root / "masks" / "b.png", "empty")
 
 
 def test_folder_image_without_mask(tmp_path: Path) -> None:

@@ -32,8 +32,8 @@ def list_folder(
     Args:
         root: the dataset folder.
         images, masks: sub-folders of ``root`` holding the images and the masks.
-        mask_mode: ``"binary"``: every value > 0 except 255 -> 1 (255 = ignore), classes
-            background/foreground; ``"labels"``: values are class ids (255 = ignore), classes
+        mask_mode: ``"binary"``: 0/255 masks -> {0, 1}; otherwise every value in 1..254
+            -> 1 and 255 = ignore; classes background/foreground; ``"labels"``: values are class ids (255 = ignore), classes
             ``class_0..class_M`` with M the largest id over all masks, so this mode reads
             every mask once here. Class 0 is a real class there: a mask is only rejected
             when it is all ignore.
@@ -115,18 +115,15 @@ def check_pairs(
 
 
 def decode_binary_mask(path: Path) -> np.ndarray:
-    """``(H, W)`` uint8 {0, 1, 255}: values > 0 -> 1, 255 kept as ignore.
+    """``(H, W)`` uint8 {0, 1, 255}.
 
-    A mask holding only 0 and 255 would be all background + ignore; that is almost surely a
-    0/255 foreground mask, so it is a DataError that says how to fix it.
+    A mask whose values are all in {0, 255} is a 0/255 foreground mask (the common way
+    person masks are stored, and DAVIS-2016's): 255 -> 1. Otherwise values 1..254 -> 1 and
+    255 is kept as ignore.
     """
     raw = read_index_png(path)
-    if np.any(raw == IGNORE_LABEL) and not np.any((raw > 0) & (raw < IGNORE_LABEL)):
-        raise DataError(
-            path,
-            "mask has only 0 and 255, but 255 means ignore; store foreground as 1 "
-            "(or any value 1..254)",
-        )
+    if not np.any((raw > 0) & (raw < IGNORE_LABEL)):
+        return (raw == IGNORE_LABEL).astype(np.uint8)
     mask = (raw > 0).astype(np.uint8)
     mask[raw == IGNORE_LABEL] = IGNORE_LABEL
     return mask

@@ -1,0 +1,133 @@
+"""Run a predictor over a synthetic set (or one shard of it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from stabbench.errors import ModelError, UsageError
+from stabbench.metrics import ConfusionMeter, StabilityMeter
+
+
+@dataclass
+class EvalState:
+    """Everything an evaluation accumulated: mergeable counts plus bookkeeping.
+
+    ``groups`` maps a sequence id to ``(perturbation, severity)``; ``label_counts`` counts
+    predicted labels (for the "one class everywhere" sanity check); ``warnings`` are the
+    model-output warnings (NaN/Inf, ...), each prefixed with the sequence id.
+    """
+
+    stability: StabilityMeter
+    confusion: ConfusionMeter
+    groups: dict[str, tuple[str, int]] = field(default_factory=dict)
+    label_counts: dict[int, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def merge(self, other: "EvalState") -> "EvalState":
+        overlap = self.groups.keys() & other.groups.keys()
+        if overlap:
+            raise ValueError(f"shards overlap: sequence {sorted(overlap)[0]} is in both")
+        counts = dict(self.label_counts)
+        for k, v in other.label_counts.items():
+            counts[k] = counts.get(k, 0) + v
+        return EvalState(
+            self.stability.merge(other.stability),
+            self.confusion.merge(other.confusion),
+            {**self.groups, **other.groups},
+            counts,
+            self.warnings + other.warnings,
+        )
+
+    def state_dict(self) -> dict:
+        return {
+            "stability": self.stability.state_dict(),
+            "confusion": self.confusion.state_dict(),
+            "groups": {k: list(v) for k, v in sorted(self.groups.items())},
+            "label_counts": {str(k): v for k, v in sorted(self.label_counts.items())},
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "EvalState":
+        return cls(
+            StabilityMeter.from_state_dict(state["stability"]),
+            ConfusionMeter.from_state_dict(state["confusion"]),
+            {k: (v[0], int(v[1])) for k, v in state["groups"].items()},
+            {int(k): int(v) for k, v in state["label_counts"].items()},
+            list(state["warnings"]),
+        )
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``; ``None`` -> ``(0, 1)``."""
+    if text is None:
+        return 0, 1
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must be i/n (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UsageError(f"--shard i/n needs 0 <= i < n, got {text!r}")
+    return i, n
+
+
+def shard_indices(num_sequences: int, shard: tuple[int, int]) -> range:
+    """Sequences of shard ``(i, n)``: indices ``i, i+n, i+2n, ...`` (balanced over severities)."""
+    i, n = shard
+    return range(i, num_sequences, n)
+
+
+def evaluate(
+    predictor,
+    dataset,
+    *,
+    spec=None,
+    band_width: int = 15,
+    batch_size: int | None = None,
+    shard: tuple[int, int] = (0, 1),
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalState:
+    """Feed every sequence of ``dataset`` (a :class:`~stabbench.synth.SyntheticSet`) in
+    temporal order and accumulate S_global, S_boundary and the confusion matrices.
+
+    Only one sequence is held in memory at a time.
+    """
+    from stabbench.predictors import predict_sequence
+
+    num_classes = len(dataset.classes)
+    state = EvalState(StabilityMeter(band_width=band_width), ConfusionMeter(num_classes=num_classes))
+    indices = shard_indices(len(dataset), shard)
+    for done, i in enumerate(indices):
+        seq = dataset[i]
+        frames, masks = seq.frames(), seq.masks()
+        labels, issues = predict_sequence(predictor, frames, spec=spec, sequence=seq, batch_size=batch_size)
+        state.warnings += [f"{seq.id}: {m}" for m in issues]
+        check_label_range(labels, num_classes, seq.id)
+        accumulate_sequence(state, seq, labels, masks)
+        if progress is not None:
+            progress(done + 1, len(indices))
+    return state
+
+
+def check_label_range(labels: np.ndarray, num_classes: int, seq_id: str) -> None:
+    top = int(labels.max(initial=0))
+    if top >= num_classes:
+        raise ModelError(
+            f"{seq_id}: the model predicted class {top} but the set has {num_classes} classes; "
+            "map classes with --foreground-class (binary sets) or check --num-classes"
+        )
+
+
+def accumulate_sequence(state: EvalState, seq, labels: np.ndarray, masks: np.ndarray) -> None:
+    """Add one sequence's predictions ``(N, H, W)`` to the meters."""
+    for k in range(seq.num_frames):
+        state.confusion.update(seq.id, labels[k], masks[k])
+    for t, flow, valid in seq.pairs():
+        state.stability.update(seq.id, t, labels[t], labels[t + 1], flow, valid, masks[t])
+    state.groups[seq.id] = (seq.perturbation, int(seq.severity))
+    values, counts = np.unique(labels, return_counts=True)
+    for v, c in zip(values.tolist(), counts.tolist()):
+        state.label_counts[v] = state.label_counts.get(v, 0) + c

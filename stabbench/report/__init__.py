@@ -1,0 +1,1 @@
+"""Results files, the leaderboard CSV, plots and the CI gate."""

@@ -1,0 +1,218 @@
+"""Results of an evaluation: the JSON file, the breakdown CSVs, the plot, the leaderboard row.
+
+An eval output folder holds::
+
+    results.json                    everything below + the mergeable counts ("state")
+    per_sequence.csv                S_global, S_boundary, mIoU per sequence
+    per_perturbation_severity.csv   the same per perturbation x severity
+    per_class.csv                   IoU per class
+    stability_vs_severity.png       S_global and S_boundary against severity (with [plot])
+
+``results.json`` has no timestamp: the same evaluation writes the same bytes. The date
+goes to the leaderboard row (``SOURCE_DATE_EPOCH`` fixes it).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from stabbench.errors import DataError, OutputConflictError
+from stabbench.metrics import sequence_rows, summarize
+
+RESULTS_FORMAT = "stabbench-results"
+RESULTS_FORMAT_VERSION = 1
+HEADLINE = ("S_global", "S_boundary", "mIoU_syn")
+
+
+def set_info(dataset) -> dict:
+    """What identifies a synthetic set: its manifest's sha256 and its settings."""
+    manifest = dataset.root / "manifest.json"
+    return {
+        "path": str(dataset.root),
+        "sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        "dataset": dataset.config["dataset"],
+        "protocol": dataset.config["protocol"],
+        "protocol_version": dataset.protocol_version,
+        "seed": dataset.seed,
+        "sequences": len(dataset),
+        "classes": list(dataset.classes),
+    }
+
+
+def sanity_warnings(headline: dict, state) -> list[str]:
+    """Implausible results: one class everywhere, S=100 with mIoU near 0, NaN/Inf outputs."""
+    out = []
+    used = [k for k, v in state.label_counts.items() if v > 0]
+    if len(used) == 1:
+        out.append(f"the model predicted class {used[0]} everywhere: S is trivially 100 and means nothing")
+    if headline["S_global"] >= 99.99 and headline["mIoU_syn"] < 5.0:
+        out.append(f"S_global={headline['S_global']:.2f} with mIoU(syn)={headline['mIoU_syn']:.2f}: stable but wrong")
+    nonfinite = [w for w in state.warnings if "NaN" in w or "Inf" in w or "non-finite" in w]
+    if nonfinite:
+        out.append(f"{len(nonfinite)} model outputs had NaN or Inf (first: {nonfinite[0]})")
+    for key in HEADLINE:
+        if isinstance(headline[key], float) and math.isnan(headline[key]):
+            out.append(f"{key} is NaN (no pixel counted)")
+    return out
+
+
+def build_results(state, model_info: dict, set_meta: dict, band_width: int, shard: tuple[int, int]) -> dict:
+    """The results dict (written as results.json)."""
+    from stabbench import __version__
+
+    overall = summarize(state.stability, state.confusion)
+    headline = {"S_global": overall["S_global"], "S_boundary": overall["S_boundary"], "mIoU_syn": overall["mIoU"]}
+    groups = {k: f"{p}|{s}" for k, (p, s) in state.groups.items()}
+    by_group = summarize(state.stability, state.confusion, groups)
+    per_ps = []
+    for key, vals in by_group.items():
+        pert, sev = key.split("|")
+        per_ps.append({"perturbation": pert, "severity": int(sev), **_row_metrics(vals)})
+    per_ps.sort(key=lambda r: (r["perturbation"], r["severity"]))
+    per_seq = [
+        {**row, "perturbation": state.groups[row["sequence"]][0], "severity": state.groups[row["sequence"]][1]}
+        for row in sequence_rows(state.stability, state.confusion)
+    ]
+    per_class = state.confusion.per_class(set_meta["classes"])
+    return {
+        "format": RESULTS_FORMAT,
+        "format_version": RESULTS_FORMAT_VERSION,
+        "stabbench_version": __version__,
+        "model": model_info,
+        "set": set_meta,
+        "settings": {"boundary_width": band_width, "shard": list(shard)},
+        "metrics": {**headline, **{k: overall[k] for k in ("S_global_pooled", "S_boundary_pooled", "sequences", "pairs", "tracked", "boundary_tracked", "boundary_skipped_pairs", "frames", "pixels")}},
+        "warnings": sanity_warnings(headline, state),
+        "model_warnings": state.warnings[:100],
+        "per_perturbation_severity": per_ps,
+        "per_sequence": per_seq,
+        "per_class": per_class,
+        "state": state.state_dict(),
+    }
+
+
+def _row_metrics(vals: dict) -> dict:
+    return {
+        "S_global": vals["S_global"],
+        "S_boundary": vals["S_boundary"],
+        "mIoU_syn": vals.get("mIoU", float("nan")),
+        "sequences": vals["sequences"],
+        "pairs": vals["pairs"],
+    }
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def to_json(results: dict) -> str:
+    """Deterministic JSON (sorted keys; NaN written as null)."""
+    return json.dumps(_nan_to_none(results), indent=1, sort_keys=True, default=_json_default) + "\n"
+
+
+def _nan_to_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def write_outputs(out: Path, results: dict, overwrite: bool = False, plot: bool = True) -> list[Path]:
+    """Write the folder atomically: built beside ``out``, then renamed into place.
+
+    An existing ``out`` is replaced only with ``overwrite`` (else :class:`OutputConflictError`).
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputConflictError(f"{out}: already exists; pass --overwrite to replace it")
+    if out.exists() and not (out / "results.json").is_file() and any(out.iterdir()):
+        raise OutputConflictError(f"{out}: exists and is not a stabbench eval output; refusing to replace it")
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    (tmp / "results.json").write_text(to_json(results))
+    (tmp / "per_sequence.csv").write_text(rows_to_csv(results["per_sequence"]))
+    (tmp / "per_perturbation_severity.csv").write_text(rows_to_csv(results["per_perturbation_severity"]))
+    (tmp / "per_class.csv").write_text(rows_to_csv(results["per_class"]))
+    if plot:
+        from stabbench.report.plot import plot_stability_vs_severity
+
+        plot_stability_vs_severity(results["per_perturbation_severity"], tmp / "stability_vs_severity.png", results["model"]["id"])
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
+    return sorted(out.iterdir())
+
+
+def load_results(path: Path) -> dict:
+    """Read a results.json (or the folder holding it); DataError if it is not one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        results = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(path, "results file not found") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(path, f"cannot read results ({exc})") from None
+    if results.get("format") != RESULTS_FORMAT:
+        raise DataError(path, "not a stabbench results.json")
+    return results
+
+
+def leaderboard_row(results: dict) -> dict:
+    """The leaderboard row of a full (unsharded or merged) result."""
+    model, dset, m = results["model"], results["set"], results["metrics"]
+    return {
+        "model": model["id"],
+        "model_format": model.get("format", ""),
+        "model_sha256": model.get("sha256") or "",
+        "preprocess": json.dumps(model.get("preprocess", {}), sort_keys=True),
+        "dataset": dset["dataset"],
+        "set_sha256": dset["sha256"],
+        "protocol_version": dset["protocol_version"],
+        "protocol": dset["protocol"],
+        "seed": dset["seed"],
+        "sequences": m["sequences"],
+        "boundary_width": results["settings"]["boundary_width"],
+        "S_global": m["S_global"],
+        "S_boundary": m["S_boundary"],
+        "mIoU_syn": m["mIoU_syn"],
+        "stabbench_version": results["stabbench_version"],
+        "date": run_date(),
+    }
+
+
+def run_date() -> str:
+    """UTC now, or ``SOURCE_DATE_EPOCH`` when set (reproducible builds convention)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    return when.replace(microsecond=0).isoformat()
