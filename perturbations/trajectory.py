@@ -78,7 +78,11 @@ class Trajectory:
 
 def check_severity(severity: int) -> int:
     """Validate a severity (1..6); raises ``ValueError`` naming the choices."""
-    if int(severity) != severity or severity not in SEVERITIES:
+    try:
+        ok = int(severity) == severity and severity in SEVERITIES
+    except (TypeError, ValueError):  # None, "high", ...: still a ValueError naming the choices
+        ok = False
+    if not ok:
         raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
     return int(severity)
 

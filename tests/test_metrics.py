@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -30,7 +31,16 @@ from stabbench.metrics import (
 )
 from stabbench.metrics import functional as F
 
-DAVIS_MASK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "davis-sample" / "Annotations" / "480p" / "blackswan" / "00000.png"
+DAVIS_MASK = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "data"
+    / "davis-sample"
+    / "Annotations"
+    / "480p"
+    / "blackswan"
+    / "00000.png"
+)
 
 
 def const_flow(h: int, w: int, dx: float = 0.0, dy: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -59,14 +69,14 @@ def test_ignore_label_matches_datasets():
 
 def test_zero_flow_targets_are_identity():
     tracks = target_indices(*const_flow(3, 5))
-    assert tracks.shape == (3, 5)
+    assert tracks.shape == (3, 5) and tracks.coords.shape == (3, 5, 2) and tracks.coords.dtype == np.int16
     np.testing.assert_array_equal(tracks.target, np.arange(15))
     assert tracks.tracked.all() and tracks.num_tracked == 15
 
 
 def test_translation_by_one_pixel():
     tracks = target_indices(*const_flow(4, 4, dx=1.0))
-    tracked = tracks.tracked.reshape(4, 4)
+    tracked = tracks.tracked
     assert tracked[:, :3].all() and not tracked[:, 3].any()  # x + 1 = 4 leaves the frame
     target = tracks.target.reshape(4, 4)
     np.testing.assert_array_equal(target[:, :3], (np.arange(4)[:, None] * 4 + np.arange(1, 4)))
@@ -74,39 +84,57 @@ def test_translation_by_one_pixel():
 
 
 @pytest.mark.parametrize(
-    "d, expected",
+    "d, shift",
     [
-        (0.5, 1),
-        (-0.5, 0),
+        (0.5, 0),  # exact ties go to the even displacement
         (1.5, 2),
-        (-1.5, -1),
-        (np.nextafter(np.float32(0.5), np.float32(0)), 0),  # 0.5 + that rounds to 1.0 in float32
-        (np.nextafter(np.float32(-0.5), np.float32(-1)), -1),
-        (np.nextafter(np.float32(2.5), np.float32(0)), 2),
+        (-0.5, 0),
+        (-1.5, -2),
+        (2.5, 2),
         (0.49, 0),
         (-0.51, -1),
+        (np.nextafter(np.float32(0.5), np.float32(0)), 0),  # just below a tie: down, exactly
+        (np.nextafter(np.float32(0.5), np.float32(1)), 1),
+        (np.nextafter(np.float32(-2.5), np.float32(-3)), -3),
     ],
 )
-def test_rounding_is_exact_half_up(d, expected):
-    flow, valid = const_flow(7, 7, dx=d, dy=-d)
-    target = target_indices(flow, valid).target.reshape(7, 7)
-    assert target[3, 3] % 7 == 3 + expected
+def test_rounding_is_x_plus_rint_of_the_displacement(d, shift):
+    flow, valid = const_flow(1, 9, dx=d)
+    tracks = target_indices(flow, valid)
+    x = np.arange(9)
+    inside = (x + shift >= 0) & (x + shift < 9)
+    np.testing.assert_array_equal(tracks.tracked[0], inside)
+    np.testing.assert_array_equal(tracks.coords[0, inside, 0], (x + shift)[inside])  # same for every x (odd or even)
 
 
-def test_targets_match_float64_reference_on_random_flow():
+def test_targets_match_exact_nearest_pixel_on_random_flow():
     rng = np.random.default_rng(1)
     h, w = 30, 40
     flow = rng.uniform(-6, 6, (h, w, 2)).astype(np.float32)
     flow[::3, ::2] = np.round(flow[::3, ::2]) + 0.5  # exact ties
-    flow[1::3, ::2] = np.nextafter(np.round(flow[1::3, ::2]) + np.float32(0.5), np.float32(-100))
+    flow[1::3, ::2] = np.nextafter(np.round(flow[1::3, ::2]) + np.float32(0.5), np.float32(-100))  # near ties
     valid = rng.random((h, w)) < 0.9
     tracks = target_indices(flow, valid)
-    x = np.arange(w)[None, :] + flow[..., 0].astype(np.float64)
-    y = np.arange(h)[:, None] + flow[..., 1].astype(np.float64)
-    xi, yi = np.floor(x + 0.5).astype(int), np.floor(y + 0.5).astype(int)  # exact in float64
+    # reference: nearest integer to x + dx in float64 (exact for float32 dx); ties to even displacement
+    dx, dy = flow[..., 0].astype(np.float64), flow[..., 1].astype(np.float64)
+    xi = np.arange(w)[None, :] + np.rint(dx).astype(int)
+    yi = np.arange(h)[:, None] + np.rint(dy).astype(int)
+    no_tie = (np.abs(dx - np.floor(dx) - 0.5) > 0) & (np.abs(dy - np.floor(dy) - 0.5) > 0)
+    nearest_x = np.floor(np.arange(w)[None, :] + dx + 0.5).astype(int)
+    assert (xi == nearest_x)[no_tie].all()  # away from exact ties, it is the nearest pixel
     ok = valid & (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-    np.testing.assert_array_equal(tracks.tracked, ok.ravel())
+    np.testing.assert_array_equal(tracks.tracked, ok)
+    np.testing.assert_array_equal(tracks.coords[ok], np.stack([xi, yi], -1)[ok])
     np.testing.assert_array_equal(tracks.target[ok.ravel()], (yi * w + xi)[ok])
+    assert (tracks.target[~ok.ravel()] == 0).all()
+
+
+def test_large_displacements_stay_outside():
+    flow, valid = const_flow(3, 5)
+    flow[0, :, 0] = [32767.0, 40000.0, -32768.0, -1e9, 1e30]
+    flow[1, :, 1] = [32767.0, -40000.0, 65536.0, 65537.0, -65535.0]
+    tracks = target_indices(flow, valid)
+    assert not tracks.tracked[:2].any() and tracks.tracked[2].all()
 
 
 def test_invalid_nonfinite_and_outside_are_not_tracked():
@@ -117,7 +145,9 @@ def test_invalid_nonfinite_and_outside_are_not_tracked():
     flow[1, 0] = (-0.6, 0)  # rounds to x = -1
     flow[1, 1] = (0, 3e38)
     tracks = target_indices(flow, valid)
-    np.testing.assert_array_equal(tracks.tracked, [False, False, False, False, False, True])
+    np.testing.assert_array_equal(tracks.tracked, [[False, False, False], [False, False, True]])
+    flow[1, 2] = (-np.inf, 0)
+    assert not target_indices(flow, valid).tracked.any()
 
 
 def test_target_indices_errors():
@@ -207,6 +237,25 @@ def test_ground_truth_plays_no_part_in_global_stability():
     gt = np.full((4, 4), 255, np.uint8)
     pair = pair_geometry(flow, valid, gt)
     assert pair_counts(PRED_T, moved_right(PRED_T), pair) == (12, 12, 0, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64, np.uint64])
+def test_prediction_dtypes_give_the_same_counts(dtype):
+    flow, valid = const_flow(4, 4, dx=1.0)
+    pred_t1 = moved_right(PRED_T)
+    pred_t1[1, 2] = 1
+    assert pair_consistency(PRED_T.astype(dtype), pred_t1.astype(dtype), flow, valid) == (11, 12)
+    assert pair_consistency(PRED_T.astype(bool), pred_t1.astype(bool), flow, valid) == (11, 12)
+
+
+def test_negative_and_wide_labels():
+    flow, valid = const_flow(4, 4)
+    neg = PRED_T.astype(np.int64) - 1  # labels -1 / 0
+    assert pair_consistency(neg, neg, flow, valid) == (16, 16)
+    big = PRED_T.astype(np.int64) * 40000  # fits uint16
+    assert pair_consistency(big, big, flow, valid) == (16, 16)
+    with pytest.raises(ValueError, match=r"pred_t1 labels must fit in 16 bits, got range \[0, 70000\]"):
+        pair_consistency(PRED_T, PRED_T.astype(np.int64) * 70000, flow, valid)
 
 
 def test_pair_counts_shape_and_dtype_errors():
@@ -385,7 +434,9 @@ def test_update_prepared_equals_update_and_checks_settings():
     a, b = StabilityMeter(), StabilityMeter()
     pair = b.prepare(flow, valid, gt)
     assert a.update("s", 0, pred_t, pred_t1, flow, valid, gt) == b.update_prepared("s", 0, pred_t, pred_t1, pair)
-    with pytest.raises(ValueError, match=r"pair prepared with \(band_width, ignore_label\) \(15, 255\), meter has \(5, 255\)"):
+    with pytest.raises(
+        ValueError, match=r"pair prepared with \(band_width, ignore_label\) \(15, 255\), meter has \(5, 255\)"
+    ):
         StabilityMeter(band_width=5).update_prepared("s", 0, pred_t, pred_t1, pair)
 
 
@@ -450,6 +501,17 @@ def test_confusion_matches_loop_reference(seed, c, dtype):
     np.testing.assert_array_equal(confusion_matrix(pred, target, c), reference_confusion(pred, target, c))
 
 
+def test_confusion_beyond_float32_exact_counts_uses_bincount():
+    """Above 2**24 pixels calcHist's float32 bins are no longer exact: the bincount path."""
+    n = (1 << 24) + 3
+    target = np.zeros(n, np.uint8)
+    target[:7] = (1, 2, 255, 2, 1, 0, 2)
+    pred = np.zeros(n, np.uint8)
+    pred[:7] = (1, 1, 2, 2, 0, 2, 0)
+    cm = confusion_matrix(pred, target, 3)
+    np.testing.assert_array_equal(cm, [[n - 7 + 0, 0, 1], [1, 1, 0], [1, 1, 1]])
+
+
 def test_iou_nan_for_absent_classes():
     cm = np.array([[5, 0, 0], [0, 0, 0], [1, 0, 2]])
     iou = iou_from_confusion(cm)
@@ -468,6 +530,10 @@ def test_confusion_errors():
         confusion_matrix(np.full((2, 3), 255, np.uint8), np.full((2, 3), 255, np.uint8), 3)
     with pytest.raises(ValueError, match=r"target label 7 outside \[0, 3\) and not ignore \(255\)"):
         confusion_matrix(np.zeros((2, 3), np.uint8), np.array([[0, 7, 255], [1, 2, 0]], np.uint8), 3)
+    with pytest.raises(ValueError, match=r"target label 2 outside \[0, 2\) and not ignore \(255\)"):  # binary path
+        confusion_matrix(np.zeros((2, 3), np.uint8), np.array([[0, 1, 255], [1, 2, 0]], np.uint8), 2)
+    with pytest.raises(ValueError, match=r"target label 300 outside \[0, 2\)"):
+        confusion_matrix(np.zeros((2, 3), np.uint8), np.array([[0, 1, 300], [1, 0, 0]]), 2)
     with pytest.raises(ValueError, match=r"pred and target shapes differ: \(2, 3\) vs \(3, 2\)"):
         confusion_matrix(np.zeros((2, 3), np.uint8), np.zeros((3, 2), np.uint8), 3)
     with pytest.raises(ValueError, match="pred must hold integer class ids, got dtype float64"):
@@ -494,7 +560,13 @@ def test_confusion_meter_groups_and_rows():
     by_group = meter.compute({"a": "clean", "b": "noisy"})
     assert by_group["clean"]["mIoU"] == 100.0 and by_group["noisy"]["frames"] == 1
     classes = meter.per_class(["background", "object"])
-    assert classes[1] == {"class": 1, "name": "object", "IoU": pytest.approx(200 / 3), "gt_pixels": 48, "pred_pixels": 32}
+    assert classes[1] == {
+        "class": 1,
+        "name": "object",
+        "IoU": pytest.approx(200 / 3),
+        "gt_pixels": 48,
+        "pred_pixels": 32,
+    }
 
 
 # =========================================================================== merging shards
@@ -510,7 +582,10 @@ def simulate(num_sequences: int = 6, h: int = 36, w: int = 52, frames: int = 4):
         traj = P.make_trajectory(name, 1 + i % 6, rng, h, w, frames)
         source = random_blobs(rng, h, w, (0, 1, 2))
         gts = [P.warp_label(source, traj.affines[k]) for k in range(frames)]
-        preds = [np.where(rng.random((h, w)) < 0.05, rng.integers(0, 3, (h, w)), np.where(g == 255, 0, g)).astype(np.uint8) for g in gts]
+        preds = [
+            np.where(rng.random((h, w)) < 0.05, rng.integers(0, 3, (h, w)), np.where(g == 255, 0, g)).astype(np.uint8)
+            for g in gts
+        ]
         if i == 2:
             gts = [np.zeros((h, w), np.uint8) for _ in gts]  # no band at all: S_boundary NaN
         pairs = [P.pair_correspondence(traj, t) for t in range(frames - 1)]
@@ -539,7 +614,7 @@ def test_merged_shards_equal_a_single_run_exactly(split):
     single_s, single_c = run(sequences)
     expected = (summarize(single_s, single_c), summarize(single_s, single_c, groups), sequence_rows(single_s, single_c))
     bounds = np.cumsum([0, *split])
-    shards = [run(sequences[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    shards = [run(sequences[a:b]) for a, b in itertools.pairwise(bounds)]
     shards = [(roundtrip(s), roundtrip(c)) for s, c in shards]
     for order in (list(range(len(shards))), list(reversed(range(len(shards))))):
         stab, conf = StabilityMeter(), ConfusionMeter(3)
@@ -558,7 +633,9 @@ def test_merge_errors_and_state_errors():
     zero_flow_pair(b, "x", 0, 16, 16)
     with pytest.raises(ValueError, match="1 pair\\(s\\) counted in both meters, e.g. t=0 of 'x'"):
         a.merge(b)
-    with pytest.raises(ValueError, match=r"cannot merge meters with \(band_width, ignore_label\) \(15, 255\) and \(5, 255\)"):
+    with pytest.raises(
+        ValueError, match=r"cannot merge meters with \(band_width, ignore_label\) \(15, 255\) and \(5, 255\)"
+    ):
         a.merge(StabilityMeter(band_width=5))
     c1, c2 = ConfusionMeter(2), ConfusionMeter(2)
     c1.update("x", PRED_T, PRED_T)

@@ -17,7 +17,6 @@ from stabbench.errors import EXIT_BAD_MODEL, ModelError, UsageError
 from stabbench.predictors import (
     PredictorSpec,
     UnsafeLoadWarning,
-    boundary_band,
     check_finite,
     load_predictor,
     normalize_output,
@@ -25,9 +24,12 @@ from stabbench.predictors import (
     prepare_frames,
     spec_file_for,
 )
+from stabbench.metrics.functional import boundary_band
 from stabbench.predictors.builtin import parse_builtin
 
 DAVIS_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "davis-sample"
+pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
+
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
 OVERRIDES = {"mean": ",".join(map(str, MEAN)), "std": list(STD)}  # CLI strings and JSON lists both work
 
@@ -108,16 +110,39 @@ def test_torch_export_matches_reference_and_reads_static_shape(tmp_path, frames,
     np.testing.assert_array_equal(labels, reference)
 
 
+def test_torch_export_with_pickled_payload_refused(tmp_path):
+    """torch.export.load would unpickle sample inputs that fail weights_only: refused by default."""
+    import io
+    import zipfile
+
+    torch.export.save(torch.export.export(fm.TinyNet().eval(), (torch.rand(1, 3, 8, 8),)), tmp_path / "ok.pt2")
+    payload = io.BytesIO()
+    torch.save((fm.ThresholdPredictor(),), payload)  # an arbitrary Python object
+    with zipfile.ZipFile(tmp_path / "ok.pt2") as src, zipfile.ZipFile(tmp_path / "bad.pt2", "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            dst.writestr(item, payload.getvalue() if "/data/sample_inputs/" in item.filename else data)
+    load_predictor(str(tmp_path / "ok.pt2"))
+    with pytest.raises(ModelError, match=r"data/sample_inputs/model.pt \(pickled object\).*--allow-pickle"):
+        load_predictor(str(tmp_path / "bad.pt2"))
+
+
 def test_onnx_matches_reference(tmp_path, frames, reference):
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed (extra stabbench[onnx])")
+    pytest.importorskip("onnx", reason="onnx not installed (torch.onnx.export needs it)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated; dynamo needs onnxscript
         torch.onnx.export(
             fm.TinyNet().eval(), (torch.rand(1, 3, 24, 32),), str(tmp_path / "net.onnx"), dynamo=False,
             input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}},
         )
+        torch.onnx.export(fm.TinyNet().eval(), (torch.rand(1, 3, 24, 32),), str(tmp_path / "static.onnx"), dynamo=False)
     labels, _, info = run(str(tmp_path / "net.onnx"), frames, overrides=OVERRIDES)
     assert info["format"] == "onnx" and info["preprocess"]["layout"] == "nchw" and info["runtime"]["onnxruntime"]
+    assert info["preprocess"]["input_size"] is None
+    np.testing.assert_array_equal(labels, reference)
+    labels, _, info = run(str(tmp_path / "static.onnx"), frames, overrides=OVERRIDES)  # batch 1, fed 1 by 1
+    assert info["preprocess"]["input_size"] == [24, 32] and info["preprocess_sources"]["input_size"] == "model"
     np.testing.assert_array_equal(labels, reference)
 
 
@@ -216,6 +241,17 @@ def test_normalize_output_forms():
         normalize_output(np.zeros((1, 5, 2, 2), np.float32), 1, 4, 4, num_classes=3)
 
 
+def test_foreground_classes_map_to_binary():
+    predictor = fm.ThresholdPredictor()
+    frames = np.zeros((2, 4, 4, 3), np.uint8)
+    frames[:, :2, :, 0] = 200
+    spec = PredictorSpec.from_dict({"foreground_class": "0"}, source="test")
+    labels, _ = predict_sequence(predictor, frames, spec=spec)
+    assert labels.dtype == np.uint8 and (labels[:, :2] == 0).all() and (labels[:, 2:] == 1).all()
+    spec = PredictorSpec.from_dict({"foreground_class": [0, 1]}, source="test")
+    assert (predict_sequence(predictor, frames, spec=spec)[0] == 1).all()
+
+
 def test_wrong_shape_is_model_error_naming_both_shapes(frames):
     with pytest.raises(ModelError) as err:
         run("fixtures_models:BadShapePredictor", frames)
@@ -257,6 +293,8 @@ def test_builtin_names():
         parse_builtin("orakel")
     with pytest.raises(UsageError, match=r"bad rate='2'.*\[0, 1\]"):
         parse_builtin("flicker,rate=2")
+    with pytest.raises(UsageError, match="odd"):
+        parse_builtin("flicker,band=14")
     with pytest.raises(UsageError, match="unknown parameter 'speed'"):
         parse_builtin("shifted,speed=1")
 
@@ -290,7 +328,7 @@ def test_flicker_oracle_deterministic_and_flips_at_rate_within_band():
     flipped = a != gt
     assert not flipped[~band].any() and not flipped[masks == 255].any()
     assert abs(flipped[band].mean() - 0.2) < 0.03, flipped[band].mean()
-    assert 0.05 < band[0].mean() < 0.3  # a band of ~9 px around a radius-12 disc
+    assert 500 < band[0].sum() < 800  # 9 px around a disc of radius 12 (perimeter ~75 px)
     assert not (a[0][flipped[0]] == gt[0][flipped[0]]).any()  # binary: flips go to the other class
 
 

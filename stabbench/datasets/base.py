@@ -11,6 +11,7 @@ Binary datasets use ``0`` = background, ``1`` = foreground.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -80,7 +81,7 @@ class SourceRef:
 def _relative(path: Path, root: Path | None) -> str:
     if root is not None:
         try:
-            return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+            return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
         except ValueError:
             pass
     return Path(path).as_posix()

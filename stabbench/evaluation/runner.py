@@ -126,7 +126,7 @@ def accumulate_sequence(state: EvalState, seq, labels: np.ndarray, masks: np.nda
     for k in range(seq.num_frames):
         state.confusion.update(seq.id, labels[k], masks[k])
     for t, flow, valid in seq.pairs():
-        state.stability.update(seq.id, t, labels[t], labels[t + 1], flow, valid, masks[t])
+        state.stability.update(seq.id, t, labels[t], labels[t + 1], flow, valid, masks[t], masks[t + 1])
     state.groups[seq.id] = (seq.perturbation, int(seq.severity))
     values, counts = np.unique(labels, return_counts=True)
     for v, c in zip(values.tolist(), counts.tolist()):

@@ -6,7 +6,7 @@ seq.severity) for seq in synthetic_set}``.
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping
+from collections.abc import Hashable, Mapping
 
 from stabbench.metrics._state import group_ids
 from stabbench.metrics.confusion import ConfusionMeter
@@ -70,7 +70,10 @@ def summarize(
         keys = sorted(keys)
     except TypeError:
         pass
-    return {key: _join(stab.get(key, StabilityMeter().compute()), conf.get(key) if confusion is not None else None) for key in keys}
+    return {
+        key: _join(stab.get(key, StabilityMeter().compute()), conf.get(key) if confusion is not None else None)
+        for key in keys
+    }
 
 
 def _join(stab: dict, conf: dict | None) -> dict:

@@ -15,7 +15,7 @@ present in the ground truth or the predictions), the usual semantic-segmentation
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -67,7 +67,7 @@ class ConfusionMeter:
 
     # -------------------------------------------------------------- merge / state
 
-    def merge(self, other: "ConfusionMeter") -> "ConfusionMeter":
+    def merge(self, other: ConfusionMeter) -> ConfusionMeter:
         """Add ``other``'s sequences (in place) and return this meter.
 
         Shards must hold disjoint sequences: one in both raises ``ValueError``.
@@ -79,16 +79,18 @@ class ConfusionMeter:
             raise ValueError(f"cannot merge meters with (num_classes, ignore_label) {mine} and {theirs}")
         overlap = self._matrices.keys() & other._matrices.keys()
         if overlap:
-            raise ValueError(f"{len(overlap)} sequence(s) in both meters, e.g. {min(overlap)!r}: shards must partition the sequences")
+            raise ValueError(
+                f"{len(overlap)} sequence(s) in both meters, e.g. {min(overlap)!r}: shards must partition the sequences"
+            )
         for seq_id, cm in other._matrices.items():
             self._matrices[seq_id] = cm.copy()
             self._frames[seq_id] = other._frames[seq_id]
         return self
 
-    def __add__(self, other: "ConfusionMeter") -> "ConfusionMeter":
+    def __add__(self, other: ConfusionMeter) -> ConfusionMeter:
         return self.copy().merge(other)
 
-    def copy(self) -> "ConfusionMeter":
+    def copy(self) -> ConfusionMeter:
         out = ConfusionMeter(self.num_classes, self.ignore_label)
         return out.merge(self)
 
@@ -106,7 +108,7 @@ class ConfusionMeter:
         }
 
     @classmethod
-    def from_state_dict(cls, state: Mapping) -> "ConfusionMeter":
+    def from_state_dict(cls, state: Mapping) -> ConfusionMeter:
         check_header(state, cls.STATE_FORMAT, cls.STATE_VERSION)
         out = cls(state["num_classes"], state["ignore_label"])
         c = out.num_classes

@@ -10,8 +10,7 @@ them, and ``NaN`` where it is undefined (nothing counted).
 
 Convention (that of :mod:`perturbations.geometry`):
     * Arrays are indexed ``[row y, column x]``; coordinates are ``(x, y)``; integer
-      coordinates are pixel **centres**, so pixel ``[i, j]`` is the point ``(j, i)`` and
-      owns the half-open cell ``[j - 0.5, j + 0.5) x [i - 0.5, i + 0.5)``.
+      coordinates are pixel **centres**, so pixel ``[i, j]`` is the point ``(j, i)``.
     * A flow of the pair ``(t, t+1)`` is ``(H, W, 2)`` float32 ``(dx, dy)``: the content at
       pixel ``x`` of frame ``t`` is at ``x + f(x)`` in frame ``t+1`` (forward flow).
     * Label maps are ``(H, W)`` integer class ids; ground truth is uint8 with
@@ -21,7 +20,7 @@ Convention (that of :mod:`perturbations.geometry`):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -74,25 +73,38 @@ class PairTracks:
 
     Attributes:
         shape: ``(H, W)``.
-        target: ``(H*W,)`` intp, flat index ``y' * W + x'`` of the pixel of frame ``t+1``
-            nearest to ``x + f(x)``, in ``[0, H*W)``; ``0`` where not tracked.
-        tracked: ``(H*W,)`` bool, flat (row-major) mask of the tracked pixels of frame ``t``.
+        coords: ``(H, W, 2)`` int16 ``(x', y')``, the pixel of frame ``t+1`` nearest to
+            ``x + f(x)`` (an OpenCV ``CV_16SC2`` map for ``cv2.remap``); meaningful where
+            tracked.
+        tracked: ``(H, W)`` bool, the tracked pixels of frame ``t``.
     """
 
     shape: tuple[int, int]
-    target: np.ndarray
+    coords: np.ndarray
     tracked: np.ndarray
 
     @property
     def num_tracked(self) -> int:
         return int(np.count_nonzero(self.tracked))
 
+    @property
+    def target(self) -> np.ndarray:
+        """``(H*W,)`` intp flat index ``y' * W + x'`` of each pixel's target; 0 where not tracked."""
+        flat = self.coords[..., 1].astype(np.intp) * self.shape[1] + self.coords[..., 0]
+        flat[~self.tracked] = 0
+        return flat.ravel()
 
-def _nearest_offset(f: np.ndarray) -> np.ndarray:
-    """``floor(f + 0.5)`` of float32 ``f``, computed exactly (``f + 0.5`` may round)."""
-    out = np.floor(f)
-    out += (f - out) >= 0.5  # f - floor(f) is exact in floating point
-    return out
+
+@lru_cache(maxsize=4)
+def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only ``(H, W, 2)`` int16 ``(x, y)`` of every pixel, and uint16 ``(W, H)`` everywhere."""
+    grid = np.empty((height, width, 2), np.int16)
+    grid[..., 0] = np.arange(width, dtype=np.int16)[None, :]
+    grid[..., 1] = np.arange(height, dtype=np.int16)[:, None]
+    limits = np.empty((height, width, 2), np.uint16)  # full-size: a contiguous compare is SIMD
+    limits[...] = (width, height)
+    grid.flags.writeable = limits.flags.writeable = False
+    return grid, limits
 
 
 def target_indices(flow: np.ndarray, valid: np.ndarray) -> PairTracks:
@@ -101,50 +113,72 @@ def target_indices(flow: np.ndarray, valid: np.ndarray) -> PairTracks:
     Compute it once per pair: it depends on the flow only, and serves every prediction
     (and both S_global and S_boundary) of that pair.
 
-    Convention: rounding is **half up per axis**, ``x' = floor(x + dx + 0.5)`` (same for
-    ``y``): the target pixel is the one whose half-open cell ``[x'-0.5, x'+0.5)`` contains
-    ``x + dx``. It is evaluated exactly on the float32 flow (``x`` is an integer, so
-    ``floor(x + dx + 0.5) = x + floor(dx + 0.5)`` with no intermediate rounding).
+    Convention: ``x' = x + rint(dx)``, ``y' = y + rint(dy)``: the displacement rounded to
+    the nearest integer per axis, **ties to even** (IEEE round-half-even, as ``np.rint``,
+    ``torch.round`` and OpenCV's ``cvRound``). Since ``x`` is an integer this is the pixel
+    nearest to ``x + f(x)``, computed exactly on the float32 flow (no rounding of the sum
+    ``x + dx``); only an exact tie (``dx`` with fraction exactly .5, which continuous
+    flows essentially never give) needs the even rule.
 
     A pixel is **tracked** when ``valid`` is True, its flow is finite and its target pixel
     lies inside the frame. With ground-truth flow the validity mask already guarantees the
     last two (``perturbations.VALIDITY_MARGIN``); estimated flow may need them.
 
     Args:
-        flow: ``(H, W, 2)`` float, ``(dx, dy)``, forward flow of the pair ``(t, t+1)``.
+        flow: ``(H, W, 2)`` float (converted to float32), ``(dx, dy)``, forward flow of
+            the pair ``(t, t+1)``; ``H, W <= 32767``.
         valid: ``(H, W)`` bool, pixels of frame ``t`` with a correspondence.
 
     Returns:
-        :class:`PairTracks` (flat ``target`` and ``tracked`` of length ``H*W``).
+        :class:`PairTracks`.
     """
     flow, valid = _check_flow(flow, valid)
     height, width = valid.shape
-    if height * width > 1 << 24:  # float32 index arithmetic below is exact up to 2**24
-        raise ValueError(f"image of {height}x{width} pixels is too large (at most 2**24 pixels)")
-    with np.errstate(invalid="ignore", over="ignore"):  # garbage flow is masked out below
-        tx = _nearest_offset(np.ascontiguousarray(flow[..., 0], dtype=np.float32))
-        ty = _nearest_offset(np.ascontiguousarray(flow[..., 1], dtype=np.float32))
-        tx += np.arange(width, dtype=np.float32)[None, :]  # integers: exact
-        ty += np.arange(height, dtype=np.float32)[:, None]
-        tracked = valid & (tx >= 0)  # NaN compares False: non-finite flow is not tracked
-        tracked &= tx <= width - 1
-        tracked &= ty >= 0
-        tracked &= ty <= height - 1
-        ty *= width
-        ty += tx  # flat index y' * W + x'
-    np.copyto(ty, 0, where=~tracked)
-    return PairTracks((height, width), ty.astype(np.intp).ravel(), tracked.ravel())
+    if max(height, width) > 32767:
+        raise ValueError(f"image of {height}x{width} pixels is too large (at most 32767 per side)")
+    flow = np.ascontiguousarray(flow, dtype=np.float32)
+    # rint of the displacement, saturated to int16 (NaN/inf become -32768 on x86, caught
+    # below anyway); adding x wraps around in int16, which keeps every out-of-range
+    # target out of range: as uint16, [0, W) holds exactly the true targets in [0, W)
+    coords, _ = cv2.convertMaps(flow, None, cv2.CV_16SC2, nninterpolation=True)
+    grid, limits = _pixel_grid(height, width)
+    coords += grid
+    # as uint16, negative targets become >= 32768: x' < W and y' < H is one compare
+    inside = coords.view(np.uint16) < limits
+    tracked = inside.view(np.uint16)[..., 0] == 0x0101  # both axes inside
+    tracked &= valid
+    if not np.isfinite(cv2.sumElems(flow)[:2]).all():  # NaN/inf make the (float64) sum non-finite
+        tracked &= np.isfinite(flow).view(np.uint16)[..., 0] == 0x0101  # (dx, dy) both finite
+    return PairTracks((height, width), coords, tracked)
+
+
+def _remappable(name: str, labels: np.ndarray) -> np.ndarray:
+    """``labels`` in a dtype ``cv2.remap`` takes (uint8, uint16, int16), values unchanged."""
+    if labels.dtype in (np.uint8, np.uint16, np.int16):
+        return labels
+    if labels.dtype == np.bool_:
+        return labels.view(np.uint8)
+    lo, hi = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
+    if lo >= 0 and hi <= 65535:
+        return labels.astype(np.uint16)
+    if lo >= -32768 and hi <= 32767:
+        return labels.astype(np.int16)
+    raise ValueError(f"{name} labels must fit in 16 bits, got range [{lo}, {hi}]")
 
 
 def consistent_pixels(pred_t: np.ndarray, pred_t1: np.ndarray, tracks: PairTracks) -> np.ndarray:
-    """``(H*W,)`` bool: ``pred_t[x] == pred_t1[target(x)]`` (meaningful where tracked).
+    """``(H, W)`` bool: ``pred_t[x] == pred_t1[x']`` (meaningful where tracked).
 
     Stability uses predictions only: the ground truth of either frame plays no part here
     (a target on an ignore pixel of frame ``t+1`` counts like any other).
+
+    Args:
+        pred_t, pred_t1: ``(H, W)`` integer (or bool) labels; values must fit in 16 bits.
     """
     pred_t = _check_label_map("pred_t", pred_t, tracks.shape)
-    pred_t1 = _check_label_map("pred_t1", pred_t1, tracks.shape)
-    return pred_t.ravel() == np.take(pred_t1.ravel(), tracks.target)
+    pred_t1 = _remappable("pred_t1", _check_label_map("pred_t1", pred_t1, tracks.shape))
+    warped = cv2.remap(pred_t1, tracks.coords, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+    return np.equal(pred_t, warped)
 
 
 def pair_consistency(
@@ -168,19 +202,17 @@ def pair_consistency(
             (e.g. :func:`boundary_band`).
     """
     tracks = target_indices(flow, valid)
-    return region_counts(consistent_pixels(pred_t, pred_t1, tracks), tracks.tracked, region, tracks.shape)
+    return region_counts(consistent_pixels(pred_t, pred_t1, tracks), tracks.tracked, region)
 
 
-def region_counts(
-    consistent: np.ndarray, tracked: np.ndarray, region: np.ndarray | None = None, shape: tuple | None = None
-) -> tuple[int, int]:
-    """``(count(consistent & tracked & region), count(tracked & region))`` of flat masks."""
+def region_counts(consistent: np.ndarray, tracked: np.ndarray, region: np.ndarray | None = None) -> tuple[int, int]:
+    """``(count(consistent & tracked & region), count(tracked & region))`` of ``(H, W)`` bool masks."""
     mask = tracked
     if region is not None:
         region = np.asarray(region)
-        if region.dtype != np.bool_ or (shape is not None and region.shape != tuple(shape)):
-            raise ValueError(f"region must be a bool mask of shape {shape}, got {region.dtype} {region.shape}")
-        mask = tracked & region.ravel()
+        if region.dtype != np.bool_ or region.shape != tracked.shape:
+            raise ValueError(f"region must be a bool mask of shape {tracked.shape}, got {region.dtype} {region.shape}")
+        mask = tracked & region
     return int(np.count_nonzero(consistent & mask)), int(np.count_nonzero(mask))
 
 
@@ -253,7 +285,9 @@ def boundary_band(mask: np.ndarray, width: int = BAND_WIDTH, ignore_label: int =
     chessboard, so that the band's thickness does not depend on the edge's orientation (a
     chessboard band is up to sqrt(2) thicker across diagonal edges, which would make
     S_boundary vary with rotation). A mask with no edge (one class, or only ignore) gives
-    an empty band. For the pair ``(t, t+1)`` the band is taken on frame ``t``'s mask.
+    an empty band. For the pair ``(t, t+1)`` the band is taken on frame ``t``'s mask. The
+    band may reach into ignore pixels near an edge: they count like any other pixel, as
+    stability compares predictions only (the ground truth only places the band).
 
     Args:
         mask: ``(H, W)`` integer labels in ``[0, 255]``, ``ignore_label`` = no label.
@@ -287,7 +321,7 @@ class PairGeometry:
     Attributes:
         tracks: :func:`target_indices` of the pair's flow.
         band: ``(H, W)`` bool :func:`boundary_band` of frame ``t``'s ground truth.
-        band_tracked: ``(H*W,)`` bool, flat ``tracks.tracked & band``.
+        band_tracked: ``(H, W)`` bool, ``tracks.tracked & band``.
         band_width, ignore_label: the settings the band was made with.
     """
 
@@ -301,6 +335,14 @@ class PairGeometry:
     def shape(self) -> tuple[int, int]:
         return self.tracks.shape
 
+    @cached_property
+    def num_tracked(self) -> int:
+        return self.tracks.num_tracked
+
+    @cached_property
+    def num_band_tracked(self) -> int:
+        return int(np.count_nonzero(self.band_tracked))
+
 
 def pair_geometry(
     flow: np.ndarray,
@@ -308,12 +350,25 @@ def pair_geometry(
     gt_t: np.ndarray,
     width: int = BAND_WIDTH,
     ignore_label: int = IGNORE_LABEL,
+    gt_t1: np.ndarray | None = None,
 ) -> PairGeometry:
-    """:class:`PairGeometry` of a pair from its flow, validity and frame ``t``'s ground truth."""
+    """:class:`PairGeometry` of a pair from its flow, validity and frame ``t``'s ground truth.
+
+    With ``gt_t1`` (frame ``t+1``'s ground truth), pixels whose ground-truth label is not
+    preserved by the correspondence (``gt_t[x] != gt_t1[x']``) are not tracked: under
+    sub-pixel motion the nearest-neighbour masks of the two frames disagree on a line of
+    about one pixel along the edges (the true boundary passes between pixel centres), where
+    no prediction can be both correct and stable; without this rule even the ground truth
+    scores S < 100. The stabbench runner always passes ``gt_t1`` (see docs/metrics.md).
+    """
     tracks = target_indices(flow, valid)
     gt_t = _check_label_map("gt_t", gt_t, tracks.shape)
+    if gt_t1 is not None:
+        gt_t1 = _check_label_map("gt_t1", gt_t1, tracks.shape)
+        agree = consistent_pixels(gt_t, gt_t1, tracks)
+        tracks = PairTracks(tracks.shape, tracks.coords, tracks.tracked & agree)
     band = boundary_band(gt_t, width, ignore_label)
-    return PairGeometry(tracks, band, tracks.tracked & band.ravel(), int(width), int(ignore_label))
+    return PairGeometry(tracks, band, tracks.tracked & band, int(width), int(ignore_label))
 
 
 def pair_counts(pred_t: np.ndarray, pred_t1: np.ndarray, geometry: PairGeometry) -> tuple[int, int, int, int]:
@@ -322,9 +377,13 @@ def pair_counts(pred_t: np.ndarray, pred_t1: np.ndarray, geometry: PairGeometry)
     Global counts over all tracked pixels, boundary counts over tracked pixels in the band.
     """
     consistent = consistent_pixels(pred_t, pred_t1, geometry.tracks)
+    boundary_consistent = np.count_nonzero(consistent & geometry.band_tracked)
+    consistent &= geometry.tracks.tracked
     return (
-        *region_counts(consistent, geometry.tracks.tracked),
-        *region_counts(consistent, geometry.band_tracked),
+        int(np.count_nonzero(consistent)),
+        geometry.num_tracked,
+        int(boundary_consistent),
+        geometry.num_band_tracked,
     )
 
 
@@ -344,6 +403,27 @@ def confusion_matrix(
         pred, target: integer arrays of the same shape (any, usually ``(H, W)``).
         num_classes: ``C`` in ``[1, 255]``; ``ignore_label`` must not be in ``[0, C)``.
     """
+    p, g, num_classes, ignore_label = _check_confusion_args(pred, target, num_classes, ignore_label)
+    keep = g != ignore_label
+    if num_classes == 2:  # binary (DAVIS, VHS): a few counts instead of a histogram
+        cm = _binary_confusion(p, g, keep)
+    elif p.size < 1 << 24:  # calcHist counts in float32: exact below 2**24 per bin
+        ranges = [0, num_classes] * 2
+        cm = cv2.calcHist(
+            [g.reshape(-1, 1), p.reshape(-1, 1)], [0, 1], keep.reshape(-1, 1).view(np.uint8), [num_classes] * 2, ranges
+        )
+        cm = cm.astype(np.int64)
+    else:
+        idx = g[keep].astype(np.intp) * num_classes + p[keep]
+        cm = np.bincount(idx[idx < num_classes**2], minlength=num_classes**2).reshape(num_classes, -1)
+    if cm.sum() != np.count_nonzero(keep):  # some non-ignore target outside [0, C) was left out
+        bad = g[(g >= num_classes) & keep].flat[0]
+        raise ValueError(f"target label {int(bad)} outside [0, {num_classes}) and not ignore ({ignore_label})")
+    return cm
+
+
+def _check_confusion_args(pred, target, num_classes, ignore_label) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Validated ``(pred, target)`` as contiguous uint8, ``num_classes``, ``ignore_label``."""
     pred, target = np.asarray(pred), np.asarray(target)
     if pred.shape != target.shape:
         raise ValueError(f"pred and target shapes differ: {pred.shape} vs {target.shape}")
@@ -355,30 +435,29 @@ def confusion_matrix(
     num_classes = int(num_classes)
     if ignore_label < num_classes:
         raise ValueError(f"ignore_label {ignore_label} is a class id (num_classes={num_classes})")
-    if pred.size == 0:
-        return np.zeros((num_classes, num_classes), np.int64)
-    lo, hi = pred.min(), pred.max()
-    if lo < 0 or hi >= num_classes:
-        bad = lo if lo < 0 else hi
-        raise ValueError(f"prediction label {int(bad)} outside [0, {num_classes}) (num_classes={num_classes})")
-    if target.dtype != np.uint8:
+    if pred.size:
+        lo, hi = pred.min(), pred.max()
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(
+                f"prediction label {int(lo if lo < 0 else hi)} outside [0, {num_classes}) (num_classes={num_classes})"
+            )
+    if target.size and target.dtype != np.uint8:
         lo, hi = target.min(), target.max()
         if lo < 0 or hi > 255:
-            raise ValueError(f"target label {int(lo if lo < 0 else hi)} outside [0, {num_classes}) and not ignore ({ignore_label})")
-    p = np.ascontiguousarray(pred, np.uint8).reshape(-1, 1)
-    g = np.ascontiguousarray(target, np.uint8).reshape(-1, 1)
-    keep = (g != ignore_label).view(np.uint8)
-    if p.shape[0] < 1 << 24:  # calcHist counts in float32: exact below 2**24 per bin
-        cm = cv2.calcHist([g, p], [0, 1], keep, [num_classes, num_classes], [0, num_classes, 0, num_classes])
-        cm = cm.astype(np.int64)
-    else:
-        k = keep.ravel().view(np.bool_)
-        idx = g.ravel()[k].astype(np.intp) * num_classes + p.ravel()[k]
-        cm = np.bincount(idx[idx < num_classes * num_classes], minlength=num_classes**2).reshape(num_classes, -1)
-    if cm.sum() != np.count_nonzero(keep):  # some non-ignore target outside [0, C)
-        bad = g[(g >= num_classes) & (g != ignore_label)][0]
-        raise ValueError(f"target label {int(bad)} outside [0, {num_classes}) and not ignore ({ignore_label})")
-    return cm
+            raise ValueError(
+                f"target label {int(lo if lo < 0 else hi)} outside [0, {num_classes}) and not ignore ({ignore_label})"
+            )
+    return np.ascontiguousarray(pred, np.uint8), np.ascontiguousarray(target, np.uint8), num_classes, ignore_label
+
+
+def _binary_confusion(pred: np.ndarray, target: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``(2, 2)`` confusion of 0/1 uint8 ``pred`` over the ``keep`` pixels (``target`` in {0, 1} there)."""
+    gt1 = target == 1
+    n1, n0 = np.count_nonzero(gt1), np.count_nonzero(target == 0)
+    pred1 = pred.view(np.bool_)  # values checked: 0 or 1
+    tp = np.count_nonzero(gt1 & pred1)
+    fp = np.count_nonzero(keep & pred1) - tp
+    return np.array([[n0 - fp, fp], [n1 - tp, tp]], np.int64)
 
 
 def iou_from_confusion(cm: np.ndarray) -> np.ndarray:

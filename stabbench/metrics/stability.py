@@ -22,7 +22,8 @@ results whatever the merge order.
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, NamedTuple
+from collections.abc import Hashable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -60,13 +61,17 @@ class StabilityMeter:
         self._pairs: dict[tuple[str, int], tuple[int, int, int, int]] = {}
 
     def __repr__(self) -> str:
-        return f"StabilityMeter(band_width={self.band_width}, ignore_label={self.ignore_label}, pairs={len(self._pairs)})"
+        return (
+            f"StabilityMeter(band_width={self.band_width}, ignore_label={self.ignore_label}, pairs={len(self._pairs)})"
+        )
 
     # -------------------------------------------------------------- accumulate
 
-    def prepare(self, flow: np.ndarray, valid: np.ndarray, gt_t: np.ndarray) -> F.PairGeometry:
+    def prepare(
+        self, flow: np.ndarray, valid: np.ndarray, gt_t: np.ndarray, gt_t1: np.ndarray | None = None
+    ) -> F.PairGeometry:
         """The prediction-independent part of a pair (targets, band); reuse it across models."""
-        return F.pair_geometry(flow, valid, gt_t, self.band_width, self.ignore_label)
+        return F.pair_geometry(flow, valid, gt_t, self.band_width, self.ignore_label, gt_t1)
 
     def update(
         self,
@@ -77,6 +82,7 @@ class StabilityMeter:
         flow: np.ndarray,
         valid: np.ndarray,
         gt_t: np.ndarray,
+        gt_t1: np.ndarray | None = None,
     ) -> PairCounts:
         """Count the pair ``(t, t+1)`` of sequence ``seq_id``.
 
@@ -84,12 +90,15 @@ class StabilityMeter:
             pred_t, pred_t1: ``(H, W)`` integer predicted labels of frames ``t``, ``t+1``.
             flow, valid: the pair's ``(H, W, 2)`` float32 forward flow and ``(H, W)`` bool
                 validity (as ``SyntheticSequence.flow(t)`` gives them).
-            gt_t: ``(H, W)`` ground truth of frame ``t`` (locates the boundary band only).
+            gt_t: ``(H, W)`` ground truth of frame ``t`` (locates the boundary band).
+            gt_t1: ``(H, W)`` ground truth of frame ``t+1``; when given, pixels whose
+                ground-truth label the correspondence does not preserve are not tracked
+                (see :func:`~stabbench.metrics.functional.pair_geometry`).
 
         Raises:
             ValueError: bad shapes/dtypes, or ``(seq_id, t)`` already counted.
         """
-        return self.update_prepared(seq_id, t, pred_t, pred_t1, self.prepare(flow, valid, gt_t))
+        return self.update_prepared(seq_id, t, pred_t, pred_t1, self.prepare(flow, valid, gt_t, gt_t1))
 
     def update_prepared(
         self, seq_id: str, t: int, pred_t: np.ndarray, pred_t1: np.ndarray, pair: F.PairGeometry
@@ -119,14 +128,14 @@ class StabilityMeter:
 
     # -------------------------------------------------------------- merge / state
 
-    def _check_compatible(self, other: "StabilityMeter") -> None:
+    def _check_compatible(self, other: StabilityMeter) -> None:
         if not isinstance(other, StabilityMeter):
             raise TypeError(f"cannot merge a StabilityMeter with {type(other).__name__}")
         mine, theirs = (self.band_width, self.ignore_label), (other.band_width, other.ignore_label)
         if mine != theirs:
             raise ValueError(f"cannot merge meters with (band_width, ignore_label) {mine} and {theirs}")
 
-    def merge(self, other: "StabilityMeter") -> "StabilityMeter":
+    def merge(self, other: StabilityMeter) -> StabilityMeter:
         """Add ``other``'s pairs to this meter (in place) and return it.
 
         Shards must hold disjoint pairs: a pair counted in both raises ``ValueError``.
@@ -139,10 +148,10 @@ class StabilityMeter:
         self._pairs.update(other._pairs)
         return self
 
-    def __add__(self, other: "StabilityMeter") -> "StabilityMeter":
+    def __add__(self, other: StabilityMeter) -> StabilityMeter:
         return self.copy().merge(other)
 
-    def copy(self) -> "StabilityMeter":
+    def copy(self) -> StabilityMeter:
         out = StabilityMeter(self.band_width, self.ignore_label)
         out._pairs = dict(self._pairs)
         return out
@@ -158,7 +167,7 @@ class StabilityMeter:
         }
 
     @classmethod
-    def from_state_dict(cls, state: Mapping) -> "StabilityMeter":
+    def from_state_dict(cls, state: Mapping) -> StabilityMeter:
         check_header(state, cls.STATE_FORMAT, cls.STATE_VERSION)
         out = cls(state["band_width"], state["ignore_label"])
         for row in state["pairs"]:

@@ -33,7 +33,7 @@ For the runner::
                                         sequence=seq, batch_size=8)
 """
 
-from stabbench.predictors.builtin import BUILTINS, boundary_band, describe_builtins, mediapipe_model_path
+from stabbench.predictors.builtin import BUILTINS, describe_builtins, mediapipe_model_path
 from stabbench.predictors.loaders import (
     LoadedModel,
     OnnxPredictor,
@@ -64,7 +64,6 @@ __all__ = [
     "TflitePredictor",
     "TorchPredictor",
     "UnsafeLoadWarning",
-    "boundary_band",
     "check_finite",
     "describe_builtins",
     "load_predictor",

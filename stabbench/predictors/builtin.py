@@ -8,7 +8,7 @@ Omitted parameters take their defaults; the recorded id lists them all, sorted.
 name                parameters (defaults)                 prediction
 ==================  ====================================  =========================================
 oracle                                                    the ground truth: S = 100, mIoU = 100
-flicker             rate=0.1, band=15, seed=0             ground truth, each pixel within the band
+flicker             rate=0.1, band=15 (odd), seed=0       ground truth, each pixel within the band
                                                           around the GT boundary flipped with
                                                           probability ``rate``, independently per
                                                           frame
@@ -38,8 +38,9 @@ flicker. With rate ``r``, a tracked pixel of the region keeps its label between 
 with probability ``1 - 2r(1 - r)`` (binary GT): with ``band`` equal to the metric's band,
 ``S_boundary`` is about ``100 (1 - 2r(1 - r))``, and ``S_global`` moves by the band's share.
 
-Band. :func:`boundary_band`: the pixels whose centre is within ``width / 2`` (Euclidean)
-of the centre of a pixel of another valid class; ``width=15`` gives 7 pixels on each side.
+Band. The band of ``S_boundary`` itself, :func:`stabbench.metrics.functional.boundary_band`
+of each frame's GT (``band`` must be odd; 15 = the metric's default), so that ``flicker``
+with the metric's band width puts all its flicker where ``S_boundary`` looks.
 """
 
 from __future__ import annotations
@@ -65,27 +66,6 @@ MEDIAPIPE_FILES = {
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def boundary_band(gt: np.ndarray, width: float, ignore: int = IGNORE) -> np.ndarray:
-    """Boolean ``(H, W)``: valid pixels within ``width / 2`` of a pixel of another valid class.
-
-    Convention: distances between pixel centres (exact Euclidean); a pixel next to the
-    boundary is at distance 1. Ignore pixels are neither in the band nor a boundary.
-    """
-    import cv2
-
-    valid = gt != ignore
-    classes = np.unique(gt[valid])
-    band = np.zeros(gt.shape, dtype=bool)
-    if len(classes) < 2:
-        return band
-    for c in classes:
-        inside = gt == c
-        source = (inside | ~valid).astype(np.uint8)  # zero where another valid class is
-        dist = cv2.distanceTransform(source, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        band |= inside & (dist <= width / 2.0)
-    return band
 
 
 def flip_labels(labels: np.ndarray, gt: np.ndarray, where: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -164,7 +144,9 @@ class FlickerOracle(GroundTruthPredictor):
         self.rate, self.band, self.seed = rate, band, seed
 
     def region(self, gt: np.ndarray) -> np.ndarray:
-        return boundary_band(gt, self.band)
+        from stabbench.metrics.functional import boundary_band  # the very band of S_boundary
+
+        return boundary_band(gt, self.band, IGNORE)
 
     def frame_labels(self, t: int) -> np.ndarray:
         gt = self._masks[t]
@@ -267,6 +249,13 @@ def _int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def _odd_positive(v: str) -> int:
+    value = int(v)
+    if value < 1 or value % 2 == 0:
+        raise ValueError("must be an odd positive integer (the band is centred on the edge pixel line)")
+    return value
+
+
 def _class_id(v: str) -> int:
     value = int(v)
     if not 0 <= value <= 254:
@@ -309,7 +298,7 @@ BUILTINS: dict[str, tuple[Callable[..., Any], dict[str, tuple[Callable[[str], An
     "oracle": (lambda device: OraclePredictor(), {}, "the ground truth (S=100, mIoU=100)"),
     "flicker": (
         lambda device, rate, band, seed: FlickerOracle(rate, band, seed),
-        {"rate": (_rate, 0.1), "band": (_int_at_least(1), 15), "seed": (_int_at_least(0), 0)},
+        {"rate": (_rate, 0.1), "band": (_odd_positive, 15), "seed": (_int_at_least(0), 0)},
         "ground truth with random flips near boundaries",
     ),
     "random-flip": (

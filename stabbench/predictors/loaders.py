@@ -9,7 +9,10 @@
                                 a state dict is refused (it has no architecture); a pickled whole
                                 ``nn.Module`` is refused unless ``allow_pickle=True`` (warns:
                                 unpickling runs arbitrary code).
-``path.pt2``                    ``torch.export`` program (``torch.export.save``)
+``path.pt2``                    ``torch.export`` program (``torch.export.save``); refused without
+                                ``allow_pickle`` if it holds pickled payloads (tensor subclasses,
+                                opaque objects, sample inputs that fail ``weights_only``) or
+                                compiled AOTInductor code
 ``path.onnx``                   ONNX model, run by onnxruntime (extra ``stabbench[onnx]``)
 ``path.tflite``                 TFLite model, run by ai-edge-litert (extra ``stabbench[tflite]``)
 ``package.module:factory``      a Python callable (no arguments) returning a predictor or an
@@ -296,14 +299,14 @@ def _load_torch_file(path: Path, *, allow_pickle: bool, device: str) -> tuple[An
     if obj is not pickle:
         if isinstance(obj, Mapping):
             raise ModelError(
-                f"{path}: holds only weights (a state dict with {len(obj)} entries), not a model; "
+                f"{path} holds only weights (a state dict with {len(obj)} entries), not a model; "
                 "export the network (torch.jit.script/trace + torch.jit.save to .pt, or torch.export.save to .pt2), "
                 "or pass a Python entry 'package.module:factory' that builds it and loads these weights"
             )
-        raise ModelError(f"{path}: holds a {type(obj).__name__}, not a model")
+        raise ModelError(f"{path} holds a {type(obj).__name__}, not a model")
     if not allow_pickle:
         raise ModelError(
-            f"{path}: is a pickled Python object (e.g. a whole nn.Module saved with torch.save(model)); "
+            f"{path} is a pickled Python object (e.g. a whole nn.Module saved with torch.save(model)); "
             "unpickling can run arbitrary code, so it is refused. Export it with torch.jit.script/trace (.pt) "
             "or torch.export (.pt2), or, only if you trust the file, pass --allow-pickle"
         )
@@ -321,9 +324,67 @@ def _load_torch_file(path: Path, *, allow_pickle: bool, device: str) -> tuple[An
     return module, "torch-pickle"
 
 
-def _load_exported(path: Path) -> tuple[Any, dict, int | None]:
+def _pt2_unsafe_members(path: Path) -> list[str]:
+    """Members of a ``.pt2`` archive that ``torch.export.load`` would unpickle or run unchecked.
+
+    ``torch.export.load`` is not pickle-free: tensor-subclass weights/constants
+    (``use_pickle``), sample inputs and legacy payloads go through ``torch.load`` (with a
+    ``weights_only=False`` fallback), opaque/custom objects through pickle, and an AOTInductor
+    package holds native code. Every ``torch.save`` payload must load with
+    ``weights_only=True``; opaque/custom objects and compiled code are always reported.
+    """
+    import io
+    import json
+
     import torch
 
+    unsafe: list[str] = []
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        relative = {name: name.split("/", 1)[1] if "/" in name else name for name in names}
+        pickled = set()
+        for name, rel in relative.items():
+            if rel.endswith("_config.json") and rel.startswith(("data/weights/", "data/constants/")):
+                try:
+                    config = json.loads(archive.read(name)).get("config", {})
+                except ValueError:
+                    unsafe.append(f"{rel} (unreadable)")
+                    continue
+                folder = name.rsplit("/", 1)[0]
+                pickled |= {f"{folder}/{meta.get('path_name')}" for meta in config.values() if meta.get("use_pickle")}
+        for name, rel in relative.items():
+            base = rel.rsplit("/", 1)[-1]
+            if rel.startswith(("data/aotinductor/", "data/executorch/", "data/mtia")):
+                unsafe.append(f"{rel} (compiled code)")
+            elif rel.startswith("data/constants/") and base.startswith(("custom_obj_", "opaque_obj_")):
+                unsafe.append(f"{rel} (pickled object)")
+            elif name in pickled or rel.endswith(".pt"):
+                try:
+                    torch.load(io.BytesIO(archive.read(name)), map_location="cpu", weights_only=True)
+                except Exception:
+                    unsafe.append(f"{rel} (pickled object)")
+    return unsafe
+
+
+def _load_exported(path: Path, allow_pickle: bool) -> tuple[Any, dict, int | None]:
+    import torch
+
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: not a torch.export archive (not a zip file)")
+    unsafe = _pt2_unsafe_members(path)
+    if unsafe and not allow_pickle:
+        raise ModelError(
+            f"{path}: torch.export archive holds content that loading would unpickle or run "
+            f"({', '.join(unsafe[:3])}{', ...' if len(unsafe) > 3 else ''}); refused. "
+            "Only if you trust the file, pass --allow-pickle"
+        )
+    if unsafe:
+        warnings.warn(
+            f"{path}: loading pickled or compiled content of a torch.export archive (--allow-pickle); "
+            "this runs any code the file contains",
+            UnsafeLoadWarning,
+            stacklevel=3,
+        )
     try:
         program = torch.export.load(str(path))
     except Exception as exc:
@@ -477,7 +538,7 @@ def load_predictor(
         if suffix in TORCH_SUFFIXES:
             obj, fmt = _load_torch_file(path, allow_pickle=allow_pickle, device=device)
         elif suffix == ".pt2":
-            obj, model_layer, static_batch = _load_exported(path)
+            obj, model_layer, static_batch = _load_exported(path, allow_pickle)
             fmt = "torch-export"
         elif suffix == ".onnx":
             obj, model_layer, static_batch = _load_onnx(path, device)

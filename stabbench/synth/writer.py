@@ -252,9 +252,13 @@ def synthesize(
     out = Path(out)
     plans = plan_sequences(len(listing.sources), config.protocol, config.seed, config.perturbations, config.severities)
     run = {"format": SET_FORMAT, "format_version": SET_FORMAT_VERSION, "config": config.to_dict(), "versions": versions()}
+    if overwrite and (out / RUN_FILE).is_file():
+        # --overwrite deletes the set there: check every source first, so bad input
+        # (corrupt image, size mismatch, empty mask) never costs the existing set.
+        for ref in listing.sources:
+            ref.load()
     prepare_output(out, run, overwrite)
     report = SynthReport(out, num_sequences=len(plans))
-    records: list[dict] = []
     root = Path(config.root) if config.root else None
     current_source, sample, source_info = -1, None, None
     for done, plan in enumerate(plans):
@@ -268,11 +272,31 @@ def synthesize(
             report.bytes_written += sum(f["frame_bytes"] + f["mask_bytes"] for f in record["frames"])
         else:
             report.resumed += 1
-        records.append(record)
         key = (plan.perturbation, plan.severity)
         report.counts[key] = report.counts.get(key, 0) + 1
         if progress is not None:
             progress(done + 1, len(plans))
-    manifest = dict(run, classes=list(listing.classes), num_sequences=len(records), sequences=records)
-    write_json_atomic(out / MANIFEST_FILE, manifest)
+    write_manifest(out, run, listing.classes, plans)
     return report
+
+
+def write_manifest(out: Path, run: dict, classes, plans: list[SequencePlan]) -> None:
+    """Write ``manifest.json``: ``run``, the classes and every sequence's record.
+
+    The records are read back from the ``sequence.json`` files one at a time, so memory does
+    not grow with the number of sequences. The bytes are those of
+    ``write_json_atomic(path, dict(run, classes=..., num_sequences=..., sequences=records))``:
+    each record is dumped alone and indented by its depth in the manifest (two levels).
+    """
+    marker = "\x00sequences\x00"
+    head = dict(run, classes=list(classes), num_sequences=len(plans), sequences=marker)
+    prefix, suffix = json.dumps(head, indent=1, sort_keys=True).split(json.dumps(marker))
+    tmp = out / (MANIFEST_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(prefix)
+        for i, plan in enumerate(plans):
+            record = json.loads((sequence_dir(out, plan.index) / SEQUENCE_FILE).read_text())
+            f.write(("[\n  " if i == 0 else ",\n  ") + json.dumps(record, indent=1, sort_keys=True).replace("\n", "\n  "))
+        f.write("\n ]" if plans else "[]")
+        f.write(suffix + "\n")
+    os.replace(tmp, out / MANIFEST_FILE)
