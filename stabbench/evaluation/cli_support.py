@@ -79,19 +79,17 @@ def print_results(results: dict) -> None:
         head.add_column(col, justify="right")
     head.add_row(*(_fmt(m[c]) for c in ("S_global", "S_boundary", "mIoU_syn")))
     out.print(head)
-    table = Table(title="per perturbation x severity: S_global / S_boundary / mIoU")
     rows = results["per_perturbation_severity"]
     severities = sorted({r["severity"] for r in rows})
-    table.add_column("perturbation")
-    for s in severities:
-        table.add_column(f"sev {s}", justify="right")
-    for name in sorted({r["perturbation"] for r in rows}):
-        cells = {r["severity"]: r for r in rows if r["perturbation"] == name}
-        table.add_row(name, *(
-            "/".join(_fmt(cells[s][k], 1) for k in ("S_global", "S_boundary", "mIoU_syn")) if s in cells else "-"
-            for s in severities
-        ))
-    out.print(table)
+    for metric in ("S_global", "S_boundary"):
+        table = Table(title=f"{metric} per perturbation x severity (percent)")
+        table.add_column("perturbation")
+        for s in severities:
+            table.add_column(f"sev {s}", justify="right")
+        for name in sorted({r["perturbation"] for r in rows}):
+            cells = {r["severity"]: r for r in rows if r["perturbation"] == name}
+            table.add_row(name, *(_fmt(cells[s][metric]) if s in cells else "-" for s in severities))
+        out.print(table)
     for w in results["warnings"]:
         console(stderr=True).print(f"[yellow]warning:[/yellow] {w}")
 
@@ -110,10 +108,13 @@ def print_leaderboard(path: Path, as_json: bool = False) -> None:
         print(json.dumps(rows, indent=1))
         return
     table = Table(title=f"leaderboard {path}")
-    for col in ("model", "dataset", "protocol_version", "sequences", "S_global", "S_boundary", "mIoU_syn", "date"):
-        table.add_column(col, justify="right" if col in ("sequences", "S_global", "S_boundary", "mIoU_syn") else "left")
+    columns = ("model", "dataset", "protocol_version", "sequences", "S_global", "S_boundary", "mIoU_syn")
+    numeric = ("S_global", "S_boundary", "mIoU_syn")
+    for col in columns:
+        table.add_column(col.replace("protocol_version", "protocol"), justify="right" if col in numeric else "left",
+                         no_wrap=col == "model")
     for r in rows:
-        table.add_row(*(r.get(c, "") for c in ("model", "dataset", "protocol_version", "sequences", "S_global", "S_boundary", "mIoU_syn", "date")))
+        table.add_row(*(_fmt(float(r[c])) if c in numeric and r.get(c) else r.get(c, "") for c in columns))
     console().print(table)
 
 
@@ -135,5 +136,5 @@ def run_gate(result_path: Path, model, thresholds, baseline, baseline_model, tol
         status = "ok  " if c.passed else "FAIL"
         failed += not c.passed
         print(f"{status} {c.metric:<11} {c.value:8.3f}  required >= {c.required:8.3f} ({c.source})  margin {c.margin:+.3f}")
-    print(f"{len(checks) - failed} passed, {failed} failed")
+    print(f"gate: {failed} of {len(checks)} checks fell short" if failed else f"gate: all {len(checks)} checks passed")
     return 1 if failed else 0
