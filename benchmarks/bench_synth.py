@@ -258,6 +258,7 @@ def machine() -> dict:
         "mem_total_gib": round(mem_kib / 2**20, 1) if mem_kib else None,
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "loadavg_1_5_15": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -278,7 +279,8 @@ def markdown(result: dict) -> str:
     lines = [
         f"frames: {n} ({z['sequences']} sequences x {result['settings']['num_frames']} frames, "
         f"{result['settings']['sources']} sources, {result['settings']['height']}x{result['settings']['width']} HxW), "
-        f"median of {len(s['times_s'])} runs after 1 warm-up",
+        f"median of {len(s['times_s'])} runs after 1 warm-up; OpenCV threads {result['settings']['cv2_threads']}; "
+        f"load average at start / end {result['machine']['loadavg_1_5_15'][0]:.1f} / {result['loadavg_at_end'][0]:.1f}",
         "",
         "| measure | synthesis | floor (encode + write) |",
         "|---|---|---|",
@@ -322,12 +324,12 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", choices=("davis", "shapes"), default="davis",
                    help="davis: the real DAVIS sample (854x480 JPEG + masks); shapes: built-in generated images")
     p.add_argument("--davis-root", default=str(DEFAULT_DAVIS), help="DAVIS folder (read only, never copied)")
-    p.add_argument("--size", type=parse_size, default=(480, 854), help="shapes: image size WxH")
+    p.add_argument("--size", type=parse_size, default="854x480", help="shapes: image size WxH")
     p.add_argument("--sources", type=int, default=4, help="sources synthesised (6 sequences each, paper protocol)")
     p.add_argument("--num-frames", type=int, default=11)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=5, help="timed runs of synthesis and of the floor (interleaved)")
-    p.add_argument("--memory-sources", type=lambda s: [int(v) for v in s.split(",") if v], default=[1, 3],
+    p.add_argument("--memory-sources", type=lambda s: [int(v) for v in s.split(",") if v], default="1,3",
                    help="source counts of the memory runs (one subprocess each); empty to skip")
     p.add_argument("--cv-threads", type=int, default=None, help="cv2.setNumThreads(N) (default: OpenCV's own)")
     p.add_argument("--tmp", default=None, help="where the temporary sets are written (default: the system temp dir)")
@@ -345,6 +347,7 @@ def main(argv=None) -> int:
         return 0
 
     started = time.perf_counter()
+    machine_at_start = machine()
     listing, config = make_listing(args, args.sources)
     height, width = listing.sources[0].load().label.shape
     print(f"# bench_synth: {args.dataset}, {args.sources} sources, {width}x{height}, cv2 threads {cv2.getNumThreads()}",
@@ -401,7 +404,8 @@ def main(argv=None) -> int:
             "repeats": args.repeats, "png_params": list(PNG_PARAMS), "cv2_threads": cv2.getNumThreads(),
             "tmp": str(args.tmp or tempfile.gettempdir()),
         },
-        "machine": machine(),
+        "machine": machine_at_start,
+        "loadavg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "versions": dict(versions(), python=platform.python_version()),
         "git": git_state(),
         "synthesis": {"warmup_s": warm_synth, "times_s": synth_times, "median_s": statistics.median(synth_times)},
