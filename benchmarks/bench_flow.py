@@ -23,10 +23,12 @@ What it measures:
     split forward flow / backward flow / validity.
 (c) **Cache**: ``FlowCache`` over ``--cache-pairs`` real DAVIS video pairs
     (``list_videos`` on ``JPEGImages/480p`` + ``sample_pair_refs``, equal intervals), two
-    epochs in a fresh temporary folder (``medium``): hit rate of each epoch, time of a miss
-    (DIS + check + encode + atomic write) and of a cached fetch (sha256 key + read +
-    decode; frames already decoded), bytes per pair on disk; and the check's keep rate on
-    these real pairs (no ground truth there).
+    epochs in a fresh temporary folder (``medium``), once with the default zlib level 1
+    and once stored (level 0): hit rate of each epoch, time of a miss (DIS + check + encode
+    + atomic write + decode) and of a cached fetch (sha256 key + read + decode; frames
+    already decoded), bytes per pair on disk; and the check's keep rate on these real
+    pairs (no ground truth there). Default OpenCV threads (timings of (c) are not
+    single-threaded).
 
 Run from the repository root (the DAVIS sample is read in place, never copied)::
 
@@ -229,36 +231,36 @@ def measure_cache(args, params: FlowParams) -> dict:
         t0 = time.perf_counter()
         ref.load()
         load_times.append(time.perf_counter() - t0)
-    epochs = []
+    key_times = []
+    for a, b in frames:
+        t0 = time.perf_counter()
+        cache_key(a, b, params)
+        key_times.append(time.perf_counter() - t0)
+    levels = {}
     keep = []
-    with tempfile.TemporaryDirectory(prefix="bench_flow_cache_", dir=args.tmp) as tmp:
-        cache = FlowCache(tmp)
-        for epoch in range(2):
-            cache.reset_stats()
-            times = []
-            for a, b in frames:
-                t0 = time.perf_counter()
-                pf = cache.get_or_compute(a, b, params)
-                times.append(time.perf_counter() - t0)
-                if epoch == 0:
-                    keep.append((float(pf.valid_fw.mean()), float(pf.valid_bw.mean())))
-            epochs.append({**cache.stats(), "ms_median": 1e3 * statistics.median(times), "ms_max": 1e3 * max(times)})
-            print(f"  (c) epoch {epoch + 1}: {cache.stats()}", file=sys.stderr)
-        files = list(Path(tmp).rglob("*.flow"))
-        sizes = [p.stat().st_size for p in files]
-        key_times = []
-        for a, b in frames:
-            t0 = time.perf_counter()
-            cache_key(a, b, params)
-            key_times.append(time.perf_counter() - t0)
+    for level in (1, 0):
+        epochs = []
+        with tempfile.TemporaryDirectory(prefix="bench_flow_cache_", dir=args.tmp) as tmp:
+            cache = FlowCache(tmp, compress_level=level)
+            for epoch in range(2):
+                cache.reset_stats()
+                times = []
+                for a, b in frames:
+                    t0 = time.perf_counter()
+                    pf = cache.get_or_compute(a, b, params)
+                    times.append(time.perf_counter() - t0)
+                    if epoch == 0 and level == 1:
+                        keep.append((float(pf.valid_fw.mean()), float(pf.valid_bw.mean())))
+                epochs.append({**cache.stats(), "ms_median": 1e3 * statistics.median(times), "ms_max": 1e3 * max(times)})
+                print(f"  (c) level {level} epoch {epoch + 1}: {cache.stats()}", file=sys.stderr)
+            sizes = [p.stat().st_size for p in Path(tmp).rglob("*.flow")]
+        levels[level] = {"epochs": epochs, "files": len(sizes), "bytes_per_pair_mean": statistics.mean(sizes)}
     return {
         "params": params.to_dict(),
         "pairs": len(refs),
         "videos": len(videos),
         "pairs_per_video": per_video,
-        "epochs": epochs,
-        "files": len(files),
-        "bytes_per_pair_mean": statistics.mean(sizes),
+        "levels": levels,
         "raw_float32_bytes_per_pair": int(np.prod(frames[0][0].shape[:2])) * (2 * 2 * 4 + 2),
         "key_ms_median": 1e3 * statistics.median(key_times),
         "pair_load_ms_median": 1e3 * statistics.median(load_times),
@@ -322,21 +324,25 @@ def markdown(result: dict) -> str:
         lines.append("")
     if "cache" in result:
         ca = result["cache"]
-        e1, e2 = ca["epochs"]
+        l1, l0 = ca["levels"][1], ca["levels"][0]
         lines += [f"(c) Cache, {ca['pairs']} real DAVIS pairs ({ca['videos']} videos, {ca['pairs_per_video']} per video), "
-                  f"preset {ca['params']['preset']}:", "",
-                  "| measure | value |", "|---|---|",
-                  f"| epoch 1 hits / misses | {e1['hits']} / {e1['misses']} |",
-                  f"| **epoch 2 hit rate** | **{100 * e2['hit_rate']:.0f} %** ({e2['hits']} / {e2['hits'] + e2['misses']}) |",
-                  f"| miss (DIS both ways + check + encode + write), median | {e1['ms_median']:.1f} ms |",
-                  f"| **cached fetch** (key + read + decode), median / max | **{e2['ms_median']:.1f} ms** / {e2['ms_max']:.1f} ms |",
-                  f"| of which the sha256 key of the two frames | {ca['key_ms_median']:.2f} ms |",
-                  f"| reading the two JPEG frames (for scale) | {ca['pair_load_ms_median']:.1f} ms |",
-                  f"| bytes per pair on disk | {ca['bytes_per_pair_mean'] / 1e6:.2f} MB (raw float32 flows + bool masks: "
-                  f"{ca['raw_float32_bytes_per_pair'] / 1e6:.2f} MB) |",
-                  f"| check keep rate on these real pairs, forward mean (min) / backward mean | "
-                  f"{fmt(ca['real_keep_rate_fw_mean'], pct=True)} ({fmt(ca['real_keep_rate_fw_min'], pct=True)}) / "
-                  f"{fmt(ca['real_keep_rate_bw_mean'], pct=True)} |"]
+                  f"preset {ca['params']['preset']}, two epochs each in a fresh folder:", "",
+                  "| measure | zlib level 1 (default) | level 0 (stored) |", "|---|---|---|",
+                  f"| epoch 1 hits / misses | {l1['epochs'][0]['hits']} / {l1['epochs'][0]['misses']} "
+                  f"| {l0['epochs'][0]['hits']} / {l0['epochs'][0]['misses']} |",
+                  f"| **epoch 2 hit rate** | **{100 * l1['epochs'][1]['hit_rate']:.0f} %** "
+                  f"| **{100 * l0['epochs'][1]['hit_rate']:.0f} %** |",
+                  f"| miss (DIS both ways + check + encode + write + decode), median | {l1['epochs'][0]['ms_median']:.1f} ms "
+                  f"| {l0['epochs'][0]['ms_median']:.1f} ms |",
+                  f"| **cached fetch** (key + read + decode), median / max | **{l1['epochs'][1]['ms_median']:.1f} ms** / "
+                  f"{l1['epochs'][1]['ms_max']:.1f} ms | **{l0['epochs'][1]['ms_median']:.1f} ms** / {l0['epochs'][1]['ms_max']:.1f} ms |",
+                  f"| bytes per pair on disk | {l1['bytes_per_pair_mean'] / 1e6:.2f} MB | {l0['bytes_per_pair_mean'] / 1e6:.2f} MB |",
+                  "",
+                  f"Raw float32 flows + bool masks would be {ca['raw_float32_bytes_per_pair'] / 1e6:.2f} MB per pair. "
+                  f"The sha256 key of the two frames takes {ca['key_ms_median']:.2f} ms; reading the two JPEG frames "
+                  f"{ca['pair_load_ms_median']:.1f} ms. Check keep rate on these real pairs: forward mean "
+                  f"{fmt(ca['real_keep_rate_fw_mean'], pct=True)} (min {fmt(ca['real_keep_rate_fw_min'], pct=True)}), "
+                  f"backward mean {fmt(ca['real_keep_rate_bw_mean'], pct=True)}."]
     return "\n".join(lines)
 
 
