@@ -49,6 +49,7 @@ def main():
     stabbench merge        merge sharded eval results
     stabbench gate         fail (exit 1) when a result falls short of thresholds/baseline
     stabbench leaderboard  print a leaderboard CSV
+    stabbench finetune     fine-tune a model with the Coherent Loss (or train one from scratch)
     """
 
 
@@ -176,7 +177,8 @@ def eval_cmd(model, set_dir, out, leaderboard, no_leaderboard, replace, overwrit
         raise OutputConflictError(f"{out_dir}: already exists; pass --overwrite to replace it")
     results, _ = run_eval(model, Path(set_dir), overrides=_overrides(kw), spec_file=kw["preprocess_json"],
                           allow_pickle=kw["allow_pickle"], device=kw["device"], batch_size=kw["batch_size"],
-                          band_width=boundary_width, shard_text=shard, quiet=quiet)
+                          band_width=boundary_width, shard_text=shard, quiet=quiet,
+                          leaderboard=None if shard is not None or no_leaderboard else Path(leaderboard), replace=replace)
     write_outputs(out_dir, results, overwrite=overwrite, plot=not no_plot)
     print_results(results)
     if shard is None and not no_leaderboard:
@@ -248,6 +250,84 @@ def leaderboard_cmd(path, as_json):
     from stabbench.evaluation.cli_support import print_leaderboard
 
     print_leaderboard(Path(path), as_json)
+
+
+@main.command()
+@click.option("--model", "-m", required=True,
+              help="builtin:NAME[,k=v] (fresh, seeded: builtin:tiny_unet), a TorchScript .pt, or package.module:factory.")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=str), help="State dict to load into the model first (torch.load weights_only=True).")
+@click.option("--labeled", "--dataset", "dataset", default="shapes", show_default=True,
+              help="Labelled dataset (as for `stabbench synth`): davis | cityscapes | folder | shapes.")
+@click.option("--root", type=click.Path(file_okay=False, path_type=str), help="Labelled dataset root directory.")
+@click.option("--split", help="davis/cityscapes split (cityscapes default: train).")
+@click.option("--year", type=click.Choice(["2016", "2017"]), help="davis: which ImageSets folder the split is read from.")
+@click.option("--davis-objects", type=click.Choice(["merge", "ids"]), default="merge", show_default=True, help="davis: merge objects or keep ids.")
+@click.option("--frames-per-sequence", type=click.IntRange(min=1), default=1, show_default=True, help="davis: annotated frames per video.")
+@click.option("--max-images", type=click.IntRange(min=1), help="cityscapes: this many images drawn with the seed.")
+@click.option("--images", default="images", show_default=True, help="folder: image sub-directory.")
+@click.option("--masks", default="masks", show_default=True, help="folder: mask sub-directory.")
+@click.option("--mask-mode", type=click.Choice(["binary", "labels"]), default="binary", show_default=True, help="folder: mask mode.")
+@click.option("--num-images", type=click.IntRange(min=1), default=4, show_default=True, help="shapes: number of images.")
+@click.option("--videos", multiple=True, type=click.Path(path_type=str),
+              help="Unlabeled videos: files or folders (repeatable). Without it: supervised training on the labelled set only.")
+@click.option("--no-coherent", is_flag=True, help="Control run: same schedule, data order and pair draws, supervised loss only.")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace the outputs of an existing folder.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (same settings).")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Passes over the labelled images.")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps in all (checkpoint + outputs written).")
+@click.option("--batch-labeled", type=click.IntRange(min=1), default=12, show_default=True, help="Labelled images per step.")
+@click.option("--batch-pairs", type=click.IntRange(min=1), default=6, show_default=True, help="Video pairs per step.")
+@click.option("--width", "band", type=click.IntRange(min=1), default=15, show_default=True, help="w: width (px) of the boundary band of L_bc.")
+@click.option("--beta", type=click.FloatRange(min=0), default=5e-2, show_default=True, help="Confidence margin of L_gc.")
+@click.option("--lambda-bc", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Weight of L_bc.")
+@click.option("--lambda-gc", type=click.FloatRange(min=0), default=5e-5, show_default=True, help="Weight of L_gc.")
+@click.option("--seg-loss", type=click.Choice(["ce", "lovasz", "ce+lovasz"]), default="ce", show_default=True, help="Supervised loss.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True, help="Optimizer.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True, help="Learning rate.")
+@click.option("--momentum", type=click.FloatRange(min=0), default=0.9, show_default=True, help="SGD momentum.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True, help="Weight decay.")
+@click.option("--lr-schedule", type=click.Choice(["constant", "poly", "cosine"]), default="constant", show_default=True, help="Learning-rate schedule over all steps.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the model init (builtin) and of every data choice.")
+@click.option("--input-size", metavar="HxW", help="Training resolution (frames and labels resized; default: the first labelled image's size).")
+@click.option("--augment", is_flag=True, help="Random flip + scale/crop of labelled images, random flip of pairs.")
+@click.option("--mean", metavar="R,G,B", help="Input mean after scaling (default: the model's spec file, else 0; built-ins normalise inside).")
+@click.option("--std", metavar="R,G,B", help="Input std after scaling (default: the model's spec file, else 1).")
+@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1).")
+@click.option("--pairs-per-video", type=click.IntRange(min=1), default=30, show_default=True, help="Pairs sampled per video at equal intervals.")
+@click.option("--flow-preset", type=click.Choice(["ultrafast", "fast", "medium"]), default="medium", show_default=True, help="DIS optical-flow preset.")
+@click.option("--flow-cache", type=click.Path(file_okay=False, path_type=str), help="Flow cache folder (default OUT/flow-cache).")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=100, show_default=True, help="Checkpoint every N steps (0: only at epoch ends).")
+@click.option("--eval-every", type=click.IntRange(min=0), default=0, show_default=True, help="Evaluate stability on --eval-set every N steps (and at the end).")
+@click.option("--eval-set", type=click.Path(file_okay=False, path_type=str), help="Synthetic set (`stabbench synth`) for --eval-every.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@reports_errors
+def finetune(model, weights, dataset, root, split, year, davis_objects, frames_per_sequence, max_images, images, masks,
+             mask_mode, num_images, videos, no_coherent, out, overwrite, resume, band, input_size, mean, std, **settings):
+    """Fine-tune a segmentation model with the Coherent Loss (or train one from scratch).
+
+    \b
+    CL fine-tune:  stabbench finetune --model base/model.pt --dataset davis --root DAVIS --split train \\
+                     --frames-per-sequence 10 --videos clips/ --input-size 240x432 --out ft
+    control:       the same plus --no-coherent (supervised loss, same data order)
+    baseline:      stabbench finetune --model builtin:tiny_unet --dataset shapes --num-images 64 \\
+                     --optimizer adamw --lr 1e-3 --epochs 30 --out base     (no --videos: supervised)
+
+    Writes OUT/model.pt (+ model.stabbench.json: `stabbench eval --model OUT/model.pt`),
+    state_dict.pt, train_config.json, train_log.csv, eval_log.csv and checkpoint.pt.
+    """
+    from stabbench.training import run_training
+    from stabbench.training.cli_support import build_train_config, parse_size, parse_triple, print_summary
+
+    config = build_train_config(
+        dataset, root,
+        dict(split=split, year=year, davis_objects=davis_objects, frames_per_sequence=frames_per_sequence,
+             max_images=max_images, images=images, masks=masks, mask_mode=mask_mode, num_images=num_images),
+        model=model, out=out, weights=weights, videos=tuple(videos), coherent=not no_coherent, width=band,
+        input_size=parse_size(input_size), mean=parse_triple(mean, "mean"), std=parse_triple(std, "std"), **settings,
+    )
+    result = run_training(config, resume=resume, overwrite=overwrite)
+    print_summary(result, config)
 
 
 if __name__ == "__main__":  # pragma: no cover

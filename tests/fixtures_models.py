@@ -82,3 +82,32 @@ class NanPredictor:
         out[0, 0, 0, 0] = np.nan
         out[0, 1, 0, 1] = np.inf
         return out
+
+
+class RecordingPredictor:
+    """Stateful predictor for tests/test_eval.py: logs every reset() and every frame it sees.
+
+    ``RecordingPredictor.log`` (class-level, so a test can read it after the CLI built and
+    dropped the instance) gets ``("reset",)`` per reset and ``("frame", sha256 of the frame
+    bytes, frames seen since the last reset)`` per frame; predictions are all background.
+    Refuses frames before the first reset (a stateful model has no state then).
+    """
+
+    log: list[tuple] = []
+
+    def __init__(self):
+        self.seen: int | None = None
+
+    def reset(self) -> None:
+        self.seen = 0
+        RecordingPredictor.log.append(("reset",))
+
+    def predict(self, frames: np.ndarray) -> np.ndarray:
+        import hashlib
+
+        if self.seen is None:
+            raise RuntimeError("predict before reset")
+        for frame in frames:
+            RecordingPredictor.log.append(("frame", hashlib.sha256(frame.tobytes()).hexdigest(), self.seen))
+            self.seen += 1
+        return np.zeros(frames.shape[:3], np.uint8)

@@ -15,8 +15,13 @@ def console(stderr: bool = False):
 
 
 def run_eval(model: str, set_dir: Path, *, overrides: dict, spec_file, allow_pickle: bool, device: str,
-             batch_size, band_width: int, shard_text, quiet: bool):
-    """Load the model and the set, evaluate (with a progress bar), return ``(results, state)``."""
+             batch_size, band_width: int, shard_text, quiet: bool, leaderboard: Path | None = None,
+             replace: bool = False):
+    """Load the model and the set, evaluate (with a progress bar), return ``(results, state)``.
+
+    With ``leaderboard`` (a full run that will add a row), a row already there for this model
+    file, set and protocol is refused *before* the evaluation unless ``replace``.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from stabbench.evaluation import evaluate, parse_shard
@@ -28,12 +33,24 @@ def run_eval(model: str, set_dir: Path, *, overrides: dict, spec_file, allow_pic
     dataset = open_set(set_dir)
     loaded = load_predictor(model, overrides=overrides, spec_file=spec_file, allow_pickle=allow_pickle,
                             device=device, batch_size=batch_size)
+    set_meta = set_info(dataset)
+    if leaderboard is not None and not replace:
+        from stabbench.errors import OutputConflictError
+        from stabbench.report.leaderboard import has_row
+
+        probe = {"model": loaded.info["id"], "model_sha256": loaded.info.get("sha256") or "",
+                 "set_sha256": set_meta["sha256"], "protocol_version": set_meta["protocol_version"]}
+        if has_row(leaderboard, probe):
+            raise OutputConflictError(
+                f"{leaderboard}: already has a row for model {probe['model']} on this set "
+                f"(protocol {probe['protocol_version']}); pass --replace to replace it"
+            )
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("sequences"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console(stderr=True), disable=quiet) as bar:
         task = bar.add_task("eval", total=None)
         state = evaluate(loaded.predictor, dataset, spec=loaded.spec, band_width=band_width, batch_size=batch_size,
                          shard=shard, progress=lambda d, t: bar.update(task, completed=d, total=t))
-    return build_results(state, loaded.info, set_info(dataset), band_width, shard), state
+    return build_results(state, loaded.info, set_meta, band_width, shard), state
 
 
 def merge_results(paths: list[Path]) -> dict:
@@ -73,7 +90,7 @@ def print_results(results: dict) -> None:
     out = console()
     m = results["metrics"]
     out.print(f"model {results['model']['id']}  on  {results['set']['path']} ({results['set']['dataset']}, protocol "
-              f"{results['set']['protocol_version']}, {m['sequences']} sequences)")
+              f"{results['set']['protocol_version']}, {m['sequences']} sequences)", soft_wrap=True)  # long paths stay whole
     head = Table(title="headline (percent)")
     for col in ("S_global", "S_boundary", "mIoU_syn"):
         head.add_column(col, justify="right")
@@ -111,8 +128,9 @@ def print_leaderboard(path: Path, as_json: bool = False) -> None:
     columns = ("model", "dataset", "protocol_version", "sequences", "S_global", "S_boundary", "mIoU_syn")
     numeric = ("S_global", "S_boundary", "mIoU_syn")
     for col in columns:
+        # a long model path folds over lines (no_wrap let it take the whole width: metrics vanished)
         table.add_column(col.replace("protocol_version", "protocol"), justify="right" if col in numeric else "left",
-                         no_wrap=col == "model")
+                         overflow="fold" if col == "model" else "ellipsis")
     for r in rows:
         table.add_row(*(_fmt(float(r[c])) if c in numeric and r.get(c) else r.get(c, "") for c in columns))
     console().print(table)

@@ -128,6 +128,23 @@ def accumulate_sequence(state: EvalState, seq, labels: np.ndarray, masks: np.nda
     for t, flow, valid in seq.pairs():
         state.stability.update(seq.id, t, labels[t], labels[t + 1], flow, valid, masks[t], masks[t + 1])
     state.groups[seq.id] = (seq.perturbation, int(seq.severity))
-    values, counts = np.unique(labels, return_counts=True)
-    for v, c in zip(values.tolist(), counts.tolist()):
+    for v, c in count_labels(labels).items():
         state.label_counts[v] = state.label_counts.get(v, 0) + c
+
+
+def count_labels(labels: np.ndarray) -> dict[int, int]:
+    """``{label: pixels}`` of ``(N, H, W)`` labels (labels with no pixel left out).
+
+    uint8 labels are counted frame by frame with ``cv2.calcHist`` (exact: its float32 bins
+    hold integers up to 2**24, more than a frame's pixels), several times faster than
+    ``np.unique``, which sorts every pixel of the sequence.
+    """
+    if labels.dtype == np.uint8 and labels.ndim == 3 and labels[0].size < 1 << 24:
+        import cv2
+
+        hist = np.zeros(256, np.int64)
+        for frame in labels:
+            hist += cv2.calcHist([np.ascontiguousarray(frame)], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+        return {int(v): int(hist[v]) for v in np.flatnonzero(hist)}
+    values, counts = np.unique(labels, return_counts=True)
+    return dict(zip(values.tolist(), counts.tolist()))

@@ -1,0 +1,451 @@
+"""``stabbench eval`` / ``merge`` / ``gate`` end to end through the CLI, on small built-in
+``shapes`` sets: reference predictors with known answers, the output files and their
+determinism, the leaderboard, sharding, the gate's exit codes, the predictor protocol
+(stateful Python entries, bad outputs, TorchScript files) and bad input."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import fixtures_models as fm
+import stabbench
+from stabbench.cli import main
+from stabbench.metrics import boundary_band, pair_geometry
+from stabbench.synth import open_set
+
+EPOCH = "1700000000"  # SOURCE_DATE_EPOCH of the fixture runs: 2023-11-14T22:13:20+00:00
+EPOCH_DATE = "2023-11-14T22:13:20+00:00"
+HEADLINE = ("S_global", "S_boundary", "mIoU_syn")
+FLICKER_RATE = 0.1
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def cli(*args: str, env: dict | None = None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def ok(result):
+    """Assert exit 0 (showing stderr and any traceback otherwise) and return the result."""
+    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
+    return result
+
+
+def fails(result, code: int) -> str:
+    """Assert exit ``code`` with one ``stabbench: error:`` line on stderr; return that line."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("stabbench: error: "), result.stderr
+    return lines[-1]
+
+
+def evaluate(model: str, set_dir: Path, out: Path, *args: str, env: dict | None = None):
+    return cli("eval", "-q", "--model", model, "--set", set_dir, "--out", out, *args, env=env)
+
+
+def results_of(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def flicker_expectation(set_dir: Path, rate: float, band: int = 15) -> dict[str, tuple[float, float]]:
+    """Exact expected S_global / S_boundary of ``builtin:flicker,rate=q,band=band`` on a set,
+    and a bound on their standard deviation, from the set's own pixel counts.
+
+    The oracle flips each pixel of frame ``t`` inside ``boundary_band(gt_t, band)``
+    independently with probability ``q`` to another class present in that frame
+    (uniformly). A tracked pixel ``x`` of the pair ``(t, t+1)`` (same GT class ``c`` at ``x``
+    and at its target ``x'``) keeps its label with probability
+    ``(1 - p_t)(1 - p_t1) + p_t p_t1 s``: ``p_t = q`` if ``x`` is in frame t's band (else 0),
+    ``p_t1`` likewise for ``x'`` in frame t+1's band, ``s`` = chance two flips of ``c`` pick
+    the same class (``1 / (K - 1)`` with ``K`` classes present in both frames). For a
+    binary mask and ``x, x'`` both in the band that is ``1 - 2q(1 - q)``.
+
+    Averaging (pair rate -> mean over pairs -> mean over sequences) is linear with fixed
+    denominators, so the expectation is exact. Deviation: a pair's rate is a mean of
+    ``n`` independent Bernoulli draws (variance ``sum p(1-p) / n^2``); pairs that share no
+    frame are independent and adjacent ones share one, so a sequence's variance is at
+    most 3x the sum of its pairs' (Cauchy-Schwarz), and sequences are independent.
+    """
+    out = {}
+    ds = open_set(set_dir)
+    for metric in ("S_global", "S_boundary"):
+        seq_means, seq_vars = [], []
+        for seq in ds:
+            masks = seq.masks()
+            bands = [boundary_band(m, band) for m in masks]
+            classes = [set(np.unique(m[m != 255]).tolist()) for m in masks]
+            rates, variances = [], []
+            for t, flow, valid in seq.pairs():
+                geo = pair_geometry(flow, valid, masks[t], band, gt_t1=masks[t + 1])
+                sel = geo.band_tracked if metric == "S_boundary" else geo.tracks.tracked
+                ys, xs = np.nonzero(sel)
+                if len(ys) == 0:
+                    continue  # the metric skips pairs with nothing counted
+                tx, ty = geo.tracks.coords[ys, xs, 0], geo.tracks.coords[ys, xs, 1]
+                c = masks[t][ys, xs]
+                assert (c != 255).all() and (masks[t + 1][ty, tx] == c).all()
+                k_t, k_t1 = classes[t], classes[t + 1]
+                p_t = rate * bands[t][ys, xs] * (len(k_t) >= 2)
+                p_t1 = rate * bands[t + 1][ty, tx] * (len(k_t1) >= 2)
+                same = np.array([len((k_t & k_t1) - {v}) for v in range(256)], np.float64)
+                same /= max(len(k_t) - 1, 1) * max(len(k_t1) - 1, 1)
+                agree = (1 - p_t) * (1 - p_t1) + p_t * p_t1 * same[c]
+                rates.append(100 * agree.mean())
+                variances.append(100**2 * (agree * (1 - agree)).sum() / len(agree) ** 2)
+            if rates:
+                seq_means.append(np.mean(rates))
+                seq_vars.append(3 * sum(variances) / len(rates) ** 2)
+        out[metric] = (float(np.mean(seq_means)), math.sqrt(sum(seq_vars)) / len(seq_means))
+    return out
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(autouse=True)
+def _cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a stray default leaderboard.csv never lands in the repo
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("eval")
+
+
+@pytest.fixture(scope="module")
+def shapes_set(work: Path) -> Path:
+    """1 generated 320x240 image, paper protocol: 6 sequences of 11 frames, 3 classes."""
+    out = work / "set"
+    ok(cli("synth", "-q", "--dataset", "shapes", "--num-images", "1", "--seed", "0", "--out", out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def oracle(work: Path, shapes_set: Path) -> Path:
+    """The oracle's eval folder (with plot), its row in ``work/lb.csv``."""
+    out = work / "eval-oracle"
+    ok(evaluate("builtin:oracle", shapes_set, out, "--leaderboard", work / "lb.csv", env={"SOURCE_DATE_EPOCH": EPOCH}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def flicker(work: Path, shapes_set: Path, oracle: Path) -> Path:
+    """``builtin:flicker,rate=0.1`` (band 15 = the metric's), its row in ``work/lb.csv``."""
+    out = work / "eval-flicker"
+    ok(evaluate(f"builtin:flicker,rate={FLICKER_RATE}", shapes_set, out, "--no-plot", "--leaderboard", work / "lb.csv"))
+    return out
+
+
+# ----------------------------------------------------------------------------- reference predictors
+
+
+def test_oracle_is_exactly_100(oracle: Path) -> None:
+    results = results_of(oracle)
+    assert {k: results["metrics"][k] for k in HEADLINE} == {k: 100.0 for k in HEADLINE}
+    assert results["warnings"] == [] and results["model_warnings"] == []
+    assert results["metrics"]["sequences"] == 6 and results["metrics"]["pairs"] == 60
+    assert results["metrics"]["boundary_tracked"] > 0
+    for row in results["per_sequence"] + results["per_perturbation_severity"]:
+        assert (row["S_global"], row["S_boundary"]) == (100.0, 100.0)
+
+
+def test_flicker_matches_its_flip_rate(flicker: Path, shapes_set: Path) -> None:
+    m = results_of(flicker)["metrics"]
+    expected = flicker_expectation(shapes_set, FLICKER_RATE)
+    for metric, (mean, sd) in expected.items():
+        # 5 standard deviations of the random flips, from the set's pixel counts (sd ~ 0.1 point)
+        assert abs(m[metric] - mean) <= 5 * sd, (metric, m[metric], mean, sd)
+    # the textbook figure 100(1 - 2q(1-q)) = 82 holds for binary masks with the pixel and its
+    # target both inside the flicker band; here a third class (flips of two flips agree only
+    # half the time: -0.5 point at most) and band pixels whose target leaves the next
+    # frame's band (they keep their label with 1-q: a few tenths up) move it a little
+    textbook = 100 * (1 - 2 * FLICKER_RATE * (1 - FLICKER_RATE))
+    assert abs(expected["S_boundary"][0] - textbook) < 1.0
+    assert abs(m["S_boundary"] - textbook) < 1.0 + 5 * expected["S_boundary"][1]
+    assert m["S_boundary"] < m["S_global"] < 100.0
+    assert 95.0 < m["mIoU_syn"] < 100.0
+
+
+def test_constant_prediction_warns(work: Path, shapes_set: Path) -> None:
+    out = work / "eval-constant"
+    result = ok(evaluate("builtin:constant", shapes_set, out, "--no-plot", "--no-leaderboard"))
+    results = results_of(out)
+    assert results["metrics"]["S_global"] == results["metrics"]["S_boundary"] == 100.0
+    assert results["metrics"]["mIoU_syn"] < 50.0
+    assert any("predicted class 0 everywhere" in w for w in results["warnings"]), results["warnings"]
+    assert "predicted class 0 everywhere" in result.stderr
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def test_outputs_written(oracle: Path, shapes_set: Path) -> None:
+    assert sorted(p.name for p in oracle.iterdir()) == [
+        "per_class.csv", "per_perturbation_severity.csv", "per_sequence.csv", "results.json", "stability_vs_severity.png",
+    ]
+    results = results_of(oracle)
+    for key in ("model", "set", "settings", "metrics", "warnings", "per_sequence", "per_perturbation_severity", "per_class", "state"):
+        assert key in results, key
+    assert results["model"]["id"] == "builtin:oracle" and results["model"]["format"] == "builtin"
+    assert results["set"]["sha256"] == sha256(shapes_set / "manifest.json")
+    assert results["set"]["classes"] == ["background", "blob", "polygon"] and results["set"]["seed"] == 0
+    assert results["settings"] == {"boundary_width": 15, "shard": [0, 1]}
+
+    per_seq = read_csv(oracle / "per_sequence.csv")
+    assert sorted(r["sequence"] for r in per_seq) == [f"seq_{i:05d}" for i in range(6)]
+    assert {"sequence", "perturbation", "severity", "S_global", "S_boundary"} <= set(per_seq[0])
+    per_ps = read_csv(oracle / "per_perturbation_severity.csv")
+    manifest = json.loads((shapes_set / "manifest.json").read_text())
+    cells = {(s["plan"]["perturbation"], str(s["plan"]["severity"])) for s in manifest["sequences"]}
+    assert {(r["perturbation"], r["severity"]) for r in per_ps} == cells
+    per_class = read_csv(oracle / "per_class.csv")
+    assert [r["name"] for r in per_class] == ["background", "blob", "polygon"]
+    for r in per_class:  # a class absent from this image (no GT, never predicted) has IoU NaN
+        assert r["gt_pixels"] == r["pred_pixels"]
+        assert r["IoU"] == ("100.0000" if int(r["gt_pixels"]) else "nan")
+    assert (oracle / "stability_vs_severity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_results_json_is_byte_identical_across_runs(work: Path, shapes_set: Path, oracle: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    ok(evaluate("builtin:oracle", shapes_set, again, "--no-leaderboard", env={"SOURCE_DATE_EPOCH": "1"}))
+    assert (again / "results.json").read_bytes() == (oracle / "results.json").read_bytes()
+    assert (again / "per_sequence.csv").read_bytes() == (oracle / "per_sequence.csv").read_bytes()
+
+
+# ----------------------------------------------------------------------------- leaderboard
+
+
+def test_leaderboard_row(work: Path, shapes_set: Path, oracle: Path) -> None:
+    rows = [r for r in read_csv(work / "lb.csv") if r["model"] == "builtin:oracle"]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["model_format"] == "builtin" and row["model_sha256"] == ""  # built-ins have no file
+    assert json.loads(row["preprocess"]) == results_of(oracle)["model"]["preprocess"]
+    assert row["stabbench_version"] == stabbench.__version__
+    assert row["seed"] == "0" and row["dataset"] == "shapes" and row["protocol"] == "paper"
+    assert row["set_sha256"] == sha256(shapes_set / "manifest.json") and row["protocol_version"] == "v1"
+    assert row["date"] == EPOCH_DATE
+    assert [float(row[k]) for k in HEADLINE] == [100.0] * 3 and row["sequences"] == "6"
+
+
+def test_rerun_refused_unless_replace(work: Path, shapes_set: Path, oracle: Path, tmp_path: Path) -> None:
+    lb = tmp_path / "lb.csv"
+    shutil.copy(work / "lb.csv", lb)
+    before = lb.read_bytes()
+    line = fails(evaluate("builtin:oracle", shapes_set, tmp_path / "e1", "--leaderboard", lb), 4)
+    assert str(lb) in line and "--replace" in line
+    assert lb.read_bytes() == before
+    assert not (tmp_path / "e1").exists()  # refused before evaluating: nothing written
+    ok(evaluate("builtin:oracle", shapes_set, tmp_path / "e2", "--no-plot", "--leaderboard", lb, "--replace",
+                env={"SOURCE_DATE_EPOCH": "0"}))
+    rows = read_csv(lb)
+    oracle_rows = [r for r in rows if r["model"] == "builtin:oracle"]
+    assert len(rows) == len(read_csv(work / "lb.csv")) and len(oracle_rows) == 1
+    assert oracle_rows[0]["date"] == "1970-01-01T00:00:00+00:00"  # replaced, not added
+    # another model on the same leaderboard is a new row, no --replace needed
+    ok(evaluate("builtin:shifted", shapes_set, tmp_path / "e3", "--no-plot", "--leaderboard", lb))
+    assert len(read_csv(lb)) == len(rows) + 1
+
+
+def test_existing_output_folder_needs_overwrite(shapes_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ok(evaluate("builtin:constant", shapes_set, out, "--no-plot", "--no-leaderboard"))
+    first = (out / "results.json").read_bytes()
+    line = fails(evaluate("builtin:oracle", shapes_set, out, "--no-plot", "--no-leaderboard"), 4)
+    assert str(out) in line and "--overwrite" in line
+    assert (out / "results.json").read_bytes() == first
+    ok(evaluate("builtin:oracle", shapes_set, out, "--no-plot", "--no-leaderboard", "--overwrite"))
+    assert results_of(out)["model"]["id"] == "builtin:oracle"
+    # a folder that is not an eval output is never replaced, even with --overwrite
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "keep.txt").write_text("data")
+    fails(evaluate("builtin:oracle", shapes_set, other, "--no-plot", "--no-leaderboard", "--overwrite"), 4)
+    assert (other / "keep.txt").read_text() == "data"
+
+
+# ----------------------------------------------------------------------------- sharding
+
+
+def test_shards_merge_to_exactly_the_single_run(work: Path, shapes_set: Path, flicker: Path, tmp_path: Path) -> None:
+    lb = tmp_path / "lb.csv"
+    model = f"builtin:flicker,rate={FLICKER_RATE}"
+    shards = [tmp_path / f"shard{i}" for i in range(3)]
+    for i, out in enumerate(shards):
+        ok(evaluate(model, shapes_set, out, "--shard", f"{i}/3", "--no-plot", "--leaderboard", lb))
+        assert results_of(out)["settings"]["shard"] == [i, 3]
+        assert results_of(out)["metrics"]["sequences"] == 2
+    assert not lb.exists()  # a shard never adds a leaderboard row
+    merged = tmp_path / "merged"
+    ok(cli("merge", *shards, "--out", merged, "--no-plot", "--leaderboard", lb))
+    single, got = results_of(flicker), results_of(merged)
+    assert got["metrics"] == single["metrics"]
+    for key in ("per_sequence", "per_perturbation_severity", "per_class", "warnings", "state", "settings"):
+        assert got[key] == single[key], key
+    assert (merged / "results.json").read_bytes() == (flicker / "results.json").read_bytes()
+    assert (merged / "per_sequence.csv").read_bytes() == (flicker / "per_sequence.csv").read_bytes()
+    (row,) = read_csv(lb)
+    assert row["model"] == results_of(flicker)["model"]["id"] and row["S_boundary"] == f"{single['metrics']['S_boundary']:.4f}"
+
+
+def test_merge_refuses_overlapping_or_incomplete_shards(shapes_set: Path, tmp_path: Path) -> None:
+    shards = [tmp_path / f"shard{i}" for i in range(3)]
+    for i, out in enumerate(shards):
+        ok(evaluate("builtin:oracle", shapes_set, out, "--shard", f"{i}/3", "--no-plot"))
+    line = fails(cli("merge", shards[0], shards[1], shards[0], "--out", tmp_path / "m1", "--no-leaderboard"), 3)
+    assert "overlap" in line
+    line = fails(cli("merge", shards[0], shards[2], "--out", tmp_path / "m2", "--no-leaderboard"), 3)
+    assert "do not cover" in line
+    ok(evaluate("builtin:oracle", shapes_set, tmp_path / "half", "--shard", "1/2", "--no-plot"))
+    line = fails(cli("merge", shards[0], shards[1], tmp_path / "half", "--out", tmp_path / "m3", "--no-leaderboard"), 3)
+    assert not (tmp_path / "m1").exists() and not (tmp_path / "m2").exists() and not (tmp_path / "m3").exists()
+
+
+# ----------------------------------------------------------------------------- gate
+
+
+def test_gate_passes(oracle: Path) -> None:
+    result = cli("gate", oracle, "--min", "S_boundary=99.5", "--min", "mIoU_syn=99")
+    assert result.exit_code == 0, result.output
+    assert "gate: all 2 checks passed" in result.stdout
+    assert cli("gate", oracle / "results.json", "--min", "S_global=100").exit_code == 0
+
+
+def test_gate_fails_and_says_by_how_much(flicker: Path) -> None:
+    s_b = results_of(flicker)["metrics"]["S_boundary"]
+    result = cli("gate", flicker, "--min", "S_global=90", "--min", "S_boundary=95")
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("ok") and "S_global" in lines[0]
+    fail = [ln for ln in lines if ln.startswith("FAIL")]
+    assert len(fail) == 1 and "S_boundary" in fail[0] and "95.000" in fail[0]
+    assert f"margin {s_b - 95:+.3f}" in fail[0]
+    assert "1 of 2 checks fell short" in result.stdout
+
+
+def test_gate_against_a_baseline_row_with_tolerance(work: Path, flicker: Path, oracle: Path) -> None:
+    lb = work / "lb.csv"
+    args = ("--baseline", lb, "--baseline-model", "builtin:oracle")
+    assert cli("gate", oracle, *args).exit_code == 0  # equal to the baseline, tolerance 0
+    m = results_of(flicker)["metrics"]
+    worst = 100.0 - min(m[k] for k in HEADLINE)  # how far flicker is below the oracle
+    result = cli("gate", flicker, *args, "--tolerance", f"{worst - 0.5:.3f}")
+    assert result.exit_code == 1, result.output
+    assert "baseline builtin:oracle" in result.stdout and "FAIL S_boundary" in result.stdout
+    result = cli("gate", flicker, *args, "--tolerance", f"{worst + 0.5:.3f}")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("ok  ") == 3
+    # the result may itself be a leaderboard row
+    row_model = results_of(flicker)["model"]["id"]
+    assert cli("gate", lb, "--model", row_model, *args, "--tolerance", "1").exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--min", "S_foo=1"),
+        ("--min", "S_boundary=high"),
+        ("--min", "S_boundary"),
+        (),  # nothing to check
+    ],
+    ids=["unknown-metric", "not-a-number", "no-value", "nothing-to-check"],
+)
+def test_gate_usage_errors(oracle: Path, args) -> None:
+    line = fails(cli("gate", oracle, *args), 2)
+    assert ("METRIC=VALUE" in line) or ("not a number" in line) or ("nothing to check" in line), line
+
+
+def test_gate_bad_data(oracle: Path, shapes_set: Path, tmp_path: Path) -> None:
+    line = fails(cli("gate", tmp_path / "missing.json", "--min", "S_global=1"), 3)
+    assert "missing.json" in line and "not found" in line
+    line = fails(cli("gate", shapes_set / "manifest.json", "--min", "S_global=1"), 3)
+    assert "manifest.json" in line and "not a stabbench results.json" in line
+    garbage = tmp_path / "results.json"
+    garbage.write_text("{not json")
+    fails(cli("gate", garbage, "--min", "S_global=1"), 3)
+    line = fails(cli("gate", oracle, "--baseline", tmp_path / "nope.csv", "--baseline-model", "x"), 3)
+    assert "nope.csv" in line
+
+
+# ----------------------------------------------------------------------------- predictor protocol
+
+
+def test_stateful_python_predictor_sees_reset_and_ordered_frames(shapes_set: Path, tmp_path: Path) -> None:
+    fm.RecordingPredictor.log.clear()
+    out = tmp_path / "rec"
+    ok(evaluate("fixtures_models:RecordingPredictor", shapes_set, out, "--batch-size", "4", "--no-plot", "--no-leaderboard"))
+    expected = []
+    for seq in open_set(shapes_set):
+        expected.append(("reset",))
+        expected += [("frame", hashlib.sha256(f.tobytes()).hexdigest(), k) for k, f in enumerate(seq.frames())]
+    assert fm.RecordingPredictor.log == expected
+    info = results_of(out)["model"]
+    assert info["format"] == "python" and info["stateful"] is True
+    assert info["sha256"] == sha256(Path(fm.__file__))
+
+
+def test_wrong_output_shape_is_a_bad_model(shapes_set: Path, tmp_path: Path) -> None:
+    line = fails(evaluate("fixtures_models:BadShapePredictor", shapes_set, tmp_path / "bad", "--no-leaderboard"), 5)
+    assert "expected (11, C, h, w)" in line and "received shape (11, 2, 320)" in line, line
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
+def test_torchscript_model_end_to_end(shapes_set: Path, tmp_path: Path) -> None:
+    import torch
+
+    net = tmp_path / "tiny.pt"
+    torch.jit.save(torch.jit.script(fm.TinyNet().eval()), str(net))
+    lb = tmp_path / "lb.csv"
+    out = tmp_path / "ts"
+    ok(evaluate(str(net), shapes_set, out, "--no-plot", "--leaderboard", lb, "--activation", "softmax"))
+    results = results_of(out)
+    assert results["model"]["format"] == "torchscript" and results["model"]["sha256"] == sha256(net)
+    assert results["model"]["preprocess"]["activation"] == "softmax"
+    assert results["model"]["preprocess_sources"]["activation"] == "cli"
+    m = results["metrics"]
+    assert all(0.0 <= m[k] <= 100.0 for k in HEADLINE) and m["S_global"] < 100.0
+    assert results["per_class"] and sum(int(r["pred_pixels"]) for r in results["per_class"]) == m["pixels"]
+    (row,) = read_csv(lb)
+    assert row["model"] == str(net) and row["model_sha256"] == sha256(net) and row["model_format"] == "torchscript"
+    assert json.loads(row["preprocess"])["activation"] == "softmax"
+
+
+def test_nan_output_gives_a_warning(shapes_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "nan"
+    result = ok(evaluate("fixtures_models:NanPredictor", shapes_set, out, "--no-plot", "--no-leaderboard"))
+    results = results_of(out)
+    assert any("NaN or Inf" in w for w in results["warnings"]), results["warnings"]
+    assert len(results["model_warnings"]) == 6 and "1 NaN and 1 Inf" in results["model_warnings"][0]
+    assert "NaN or Inf" in result.stderr
+    assert all(math.isfinite(results["metrics"][k]) for k in HEADLINE)
+
+
+def test_incomplete_set_is_bad_data(shapes_set: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken-set"
+    shutil.copytree(shapes_set, broken)
+    (broken / "manifest.json").unlink()
+    line = fails(evaluate("builtin:oracle", broken, tmp_path / "e", "--no-leaderboard"), 3)
+    assert str(broken) in line and "manifest.json" in line
+    assert not (tmp_path / "e").exists()
