@@ -269,7 +269,7 @@ def leaderboard_cmd(path, as_json):
 @click.option("--mask-mode", type=click.Choice(["binary", "labels"]), default="binary", show_default=True, help="folder: mask mode.")
 @click.option("--num-images", type=click.IntRange(min=1), default=4, show_default=True, help="shapes: number of images.")
 @click.option("--videos", multiple=True, type=click.Path(path_type=str),
-              help="Unlabeled videos: files or folders (repeatable). Without it: supervised training on the labelled set only.")
+              help="Unlabeled videos: files or folders, e.g. DAVIS/JPEGImages/480p (repeatable). Without it: supervised training on the labelled set only.")
 @click.option("--no-coherent", is_flag=True, help="Control run: same schedule, data order and pair draws, supervised loss only.")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an existing folder.")

@@ -1,0 +1,277 @@
+"""``stabbench finetune`` and the built-in architectures: an end-to-end Coherent-Loss
+fine-tune on tiny data, export -> ``stabbench eval``, bit-identical resume, the control run,
+supervised training from scratch, other model sources, and bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import perturbations as P
+from stabbench.cli import main
+from stabbench.datasets import list_sources
+from stabbench.models import build_model, count_parameters
+from stabbench.training.modelio import digest_state_dict
+
+SIZE = "48x64"
+# small, fast settings shared by every run: 4 shapes images, batches of 2 + 2 pairs
+BASE = ["--model", "builtin:tiny_unet,base=8", "--dataset", "shapes", "--num-images", "4", "--input-size", SIZE,
+        "--batch-labeled", "2", "--batch-pairs", "2", "--pairs-per-video", "3", "--flow-preset", "ultrafast", "-q"]
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_frames(folder: Path, frames) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{k:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one thread is faster and steadier on a shared machine than several."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    """A tiny video (a folder of frames rendered from a translation sequence), a flow cache
+    shared by the runs, and a one-sequence synthetic eval set."""
+    root = tmp_path_factory.mktemp("ft-data")
+    sample = list_sources("shapes", num_images=1, height=72, width=96, seed=5).sources[0].load()
+    rng = np.random.default_rng(0)
+    trajectory = P.make_trajectory("translation", 3, rng, 72, 96, num_frames=5)
+    frames = [frame for frame, _ in P.render_sequence(sample.image, sample.label, trajectory, rng)]
+    videos = root / "videos"
+    write_frames(videos / "clip", frames)
+    result = cli("synth", "--dataset", "shapes", "--num-images", "1", "--frames", "3", "--severities", "2",
+                 "--out", root / "evalset", "-q")
+    assert result.exit_code == 0, result.output
+    return {"videos": videos, "evalset": root / "evalset", "cache": root / "flow-cache", "frames": frames}
+
+
+def finetune(data: dict, out: Path, *extra: str, videos: bool = True):
+    args = ["finetune", *BASE, "--out", out, "--flow-cache", data["cache"], *extra]
+    if videos:
+        args += ["--videos", data["videos"]]
+    return cli(*args)
+
+
+def state_digest(out: Path) -> str:
+    return digest_state_dict(torch.load(out / "state_dict.pt", weights_only=True))
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+def test_tiny_unet_shapes_parameters_and_script() -> None:
+    torch.manual_seed(0)
+    net = build_model("tiny_unet", num_classes=3).eval()
+    assert 100_000 <= count_parameters(net) <= 500_000
+    x = torch.rand(2, 3, 37, 50)  # sizes that do not divide by 8
+    with torch.no_grad():
+        out = net(x)
+        assert out.shape == (2, 3, 37, 50)
+        scripted = torch.jit.script(net)
+        assert torch.equal(scripted(x), out)
+    group = build_model("tiny_unet", num_classes=2, base=8, norm="group")
+    assert group(torch.rand(1, 3, 16, 16)).shape == (1, 2, 16, 16)
+    with pytest.raises(KeyError):
+        build_model("no_such_net", num_classes=2)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def coherent_run(data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ft-run") / "coherent"
+    result = finetune(data, out, "--epochs", "2", "--eval-every", "2", "--eval-set", data["evalset"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_finetune_writes_its_outputs(coherent_run: Path) -> None:
+    out = coherent_run
+    for name in ("model.pt", "model.stabbench.json", "state_dict.pt", "train_config.json", "train_log.csv",
+                 "eval_log.csv", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    rows = read_csv(out / "train_log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]  # 4 images / batch 2 = 2 steps per epoch, 2 epochs
+    assert [int(r["epoch"]) for r in rows] == [1, 1, 2, 2]
+    assert set(rows[0]) == {"step", "epoch", "lr", "total", "seg", "bc", "gc", "step_time_s", "elapsed_s"}
+    for r in rows:
+        assert float(r["lr"]) == pytest.approx(1e-4)
+        assert np.isfinite([float(r[k]) for k in ("total", "seg", "bc", "gc")]).all()
+        assert float(r["bc"]) > 0  # the coherent terms are active
+    spec = json.loads((out / "model.stabbench.json").read_text())
+    assert spec["input_size"] == [48, 64] and spec["num_classes"] == 3 and spec["activation"] == "softmax"
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["mode"] == "coherent"
+    s = config["settings"]
+    assert (s["width"], s["beta"], s["lambda_bc"], s["lambda_gc"]) == (15, 0.05, 1.0, 5e-5)
+    assert (s["lr"], s["momentum"], s["weight_decay"], s["optimizer"]) == (1e-4, 0.9, 5e-4, "sgd")
+    assert config["labeled"]["images"] == 4 and len(config["labeled"]["sha256"]) == 64
+    assert config["videos"]["pairs"] == 3 and len(config["videos"]["list"][0]["sha256"]) == 64
+    assert config["result"]["complete"] and config["result"]["steps"] == 4
+    assert config["result"]["state_dict_sha256"] == state_digest(out)
+    assert config["versions"]["torch"] == torch.__version__
+    # the model runs with the preprocessing it was trained with
+    scripted = torch.jit.load(str(out / "model.pt"))
+    assert scripted(torch.rand(1, 3, 48, 64)).shape == (1, 3, 48, 64)
+
+
+def test_eval_every_logs_metrics_and_eval_loads_the_export(coherent_run: Path, data, tmp_path: Path) -> None:
+    rows = read_csv(coherent_run / "eval_log.csv")
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    for r in rows:
+        for key in ("S_global", "S_boundary", "mIoU_syn"):
+            assert 0.0 <= float(r[key]) <= 100.0
+    result = cli("eval", "--model", coherent_run / "model.pt", "--set", data["evalset"], "--out", tmp_path / "ev",
+                 "--no-leaderboard", "--no-plot", "-q")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "ev" / "results.json").read_text())["metrics"]
+    # the exported file scores exactly what the in-training evaluation logged at the last step
+    assert metrics["S_global"] == pytest.approx(float(rows[-1]["S_global"]), abs=1e-4)
+    assert metrics["mIoU_syn"] == pytest.approx(float(rows[-1]["mIoU_syn"]), abs=1e-4)
+
+
+def test_resume_equals_uninterrupted(data, tmp_path: Path) -> None:
+    extra = ("--epochs", "2", "--batch-labeled", "3", "--augment", "--checkpoint-every", "1")
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert finetune(data, full, *extra).exit_code == 0
+    first = finetune(data, split, *extra, "--max-steps", "3")  # 2 steps per epoch: stops inside epoch 2
+    assert first.exit_code == 0, first.output
+    assert len(read_csv(split / "train_log.csv")) == 3
+    second = finetune(data, split, *extra, "--resume")
+    assert second.exit_code == 0, second.output
+    assert state_digest(split) == state_digest(full)
+    a, b = read_csv(full / "train_log.csv"), read_csv(split / "train_log.csv")
+    keys = ("step", "epoch", "lr", "total", "seg", "bc", "gc")
+    assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
+    # a resume with other settings is refused (exit 4)
+    other = finetune(data, split, *extra, "--resume", "--lr", "0.001")
+    assert other.exit_code == 4 and "other settings" in other.output
+
+
+def test_control_run_logs_zero_coherent_terms_and_draws_the_same_pairs(data, coherent_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "control"
+    result = finetune(data, out, "--epochs", "2", "--no-coherent", "--seg-loss", "ce+lovasz")
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out / "train_log.csv")
+    assert len(rows) == 4
+    assert all(float(r["bc"]) == 0.0 and float(r["gc"]) == 0.0 for r in rows)
+    assert all(float(r["total"]) == float(r["seg"]) for r in rows)
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["mode"] == "control" and config["settings"]["seg_loss"] == "ce+lovasz"
+    # same data order and pair draws: the NumPy generator ends in the same state as the coherent run's
+    ck_control = torch.load(out / "checkpoint.pt", weights_only=True)
+    ck_coherent = torch.load(coherent_run / "checkpoint.pt", weights_only=True)
+    assert ck_control["rng"]["numpy"] == ck_coherent["rng"]["numpy"]
+    assert ck_control["position"] == ck_coherent["position"]
+
+
+def test_supervised_from_scratch_then_finetune_from_its_outputs(data, tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    result = finetune(data, base, "--epochs", "3", "--optimizer", "adamw", "--lr", "3e-3", "--lr-schedule", "poly",
+                      "--batch-labeled", "4", videos=False)
+    assert result.exit_code == 0, result.output
+    config = json.loads((base / "train_config.json").read_text())
+    assert config["mode"] == "supervised" and config["videos"] is None
+    rows = read_csv(base / "train_log.csv")
+    assert len(rows) == 3 and float(rows[-1]["lr"]) < float(rows[0]["lr"])
+    assert float(rows[-1]["seg"]) < float(rows[0]["seg"])
+    # the exported TorchScript file fine-tunes directly ...
+    args = ["finetune", *BASE, "--out", tmp_path / "ts", "--flow-cache", data["cache"], "--videos", data["videos"], "--max-steps", "1"]
+    args[args.index("builtin:tiny_unet,base=8")] = str(base / "model.pt")
+    from_ts = cli(*args)
+    assert from_ts.exit_code == 0, from_ts.output
+    assert json.loads((tmp_path / "ts" / "train_config.json").read_text())["model"]["kind"] == "torchscript"
+    # ... and so does the architecture with --weights
+    with_weights = finetune(data, tmp_path / "w", "--max-steps", "1", "--weights", base / "state_dict.pt")
+    assert with_weights.exit_code == 0, with_weights.output
+    info = json.loads((tmp_path / "w" / "train_config.json").read_text())["model"]
+    assert info["weights_sha256"] and info["kind"] == "builtin"
+
+
+def test_python_entry_model(data, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    args = ["finetune", *BASE, "--out", tmp_path / "entry", "--max-steps", "1", "--videos", data["videos"],
+            "--flow-cache", data["cache"]]
+    args[args.index("builtin:tiny_unet,base=8")] = "fixtures_models:build"
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    # weights that do not fit the architecture: a bad model (exit 5)
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pt")
+    result = cli(*[a if a != tmp_path / "entry" else tmp_path / "entry2" for a in args], "--weights", tmp_path / "bad.pt")
+    assert result.exit_code == 5 and "do not fit" in result.output
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def test_unreadable_video_is_bad_data(data, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"this is not a video" * 100)
+    result = cli("finetune", *BASE, "--out", tmp_path / "o", "--videos", broken)
+    assert result.exit_code == 3, result.output
+    assert "broken.mp4" in result.output and result.output.count("\n") == 1
+
+
+def test_video_with_one_frame_has_no_pairs(data, tmp_path: Path) -> None:
+    folder = write_frames(tmp_path / "one", data["frames"][:1])
+    result = cli("finetune", *BASE, "--out", tmp_path / "o", "--videos", folder)
+    assert result.exit_code == 3, result.output
+    assert "no pairs" in result.output
+
+
+def test_model_output_that_does_not_fit(data, tmp_path: Path, monkeypatch) -> None:
+    # wrong number of classes (the shapes set has 3)
+    args = ["finetune", *BASE, "--out", tmp_path / "o", "--videos", data["videos"], "--flow-cache", data["cache"]]
+    args[args.index("builtin:tiny_unet,base=8")] = "builtin:tiny_unet,base=8,num_classes=5"
+    result = cli(*args)
+    assert result.exit_code == 5, result.output
+    assert "3 classes" in result.output and "(1, 5, 48, 64)" in result.output
+    # output at half the input resolution
+    (tmp_path / "halfnet.py").write_text(textwrap.dedent("""
+        import torch
+        def build():
+            return torch.nn.Conv2d(3, 3, 3, stride=2, padding=1)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args[args.index("builtin:tiny_unet,base=8,num_classes=5")] = "halfnet:build"
+    result = cli(*args)
+    assert result.exit_code == 5, result.output
+    assert "(1, 3, 24, 32)" in result.output and "input resolution" in result.output
+
+
+def test_output_folder_conflicts_and_usage_errors(data, coherent_run: Path, tmp_path: Path) -> None:
+    result = finetune(data, coherent_run, "--epochs", "2")
+    assert result.exit_code == 4 and "--overwrite" in result.output
+    result = finetune(data, tmp_path / "fresh", "--resume")
+    assert result.exit_code == 3 and "no checkpoint" in result.output
+    result = finetune(data, tmp_path / "o", "--eval-every", "1")
+    assert result.exit_code == 2 and "--eval-set" in result.output
+    result = finetune(data, tmp_path / "o", "--input-size", "big")
+    assert result.exit_code == 2
+    result = cli("finetune", *BASE, "--out", tmp_path / "o", "--model", "builtin:no_such_net")
+    assert result.exit_code == 5 and "no_such_net" in result.output
