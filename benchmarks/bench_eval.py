@@ -11,17 +11,21 @@ What it measures:
    and nothing else. The predictor (``builtin:constant``: every pixel background) costs
    nothing, so the ratio eval / floor is the harness's own cost on top of the reading any
    evaluation must do. A second floor, reading + ``seq.flow(t)`` of every pair, shows how
-   much of the overhead is flow densification. Target: ratio at most 1.3x.
+   much of the overhead is flow densification. Target: ratio at most 1.3x. ``evaluate``
+   reads the next sequence in a background thread while it scores the current one
+   (``prefetch=True``, its default); a fourth run, ``prefetch=False``, gives the serial
+   overhead, which is what the ratio is when no second core is free.
 2. **Breakdown.** Passes (3, or ``--repeats`` if fewer) mirroring the runner stage by stage (read frames, read masks,
    predictor + output checks, confusion updates, flow densification, pair geometry
    = target pixels + band, pair counts, label counts), each timed with ``perf_counter``:
    median over the passes of each stage's time, in ms per sequence and per pair, and each
    stage's share.
-3. **Memory.** One subprocess per entry of ``--memory-sequences`` (default the first 6
-   and 18 sequences of the set, i.e. the sequences of 1 and 3 sources): evaluate them and
-   report peak RSS (VmHWM) from a run without tracemalloc, then, in a second subprocess,
-   the tracemalloc peak and the traced memory retained after each sequence, with its
-   least-squares slope per sequence.
+3. **Memory.** Subprocesses per entry of ``--memory-sequences`` (default the first 6
+   and 18 sequences of the set, i.e. the sequences of 1 and 3 sources) that evaluate them:
+   peak RSS (VmHWM) from a run without tracemalloc, the tracemalloc peak from a second
+   run, both with read-ahead (the default), and, from a third run without read-ahead (so
+   that no half-read next sequence is counted), the traced memory retained after each
+   sequence, with its least-squares slope per sequence.
 
 Data: by default a set synthesized (untimed) from the real DAVIS-2016 sample in
 ``../shared/data/davis-sample`` (read in place): first annotated frame of the first
@@ -29,14 +33,15 @@ Data: by default a set synthesized (untimed) from the real DAVIS-2016 sample in
 (24 sequences, 240 pairs). ``--set DIR`` reuses an existing set instead.
 
 Timing protocol: one untimed warm-up of each of the three (page cache, imports, caches),
-then ``--repeats`` (5) rounds of floor, floor + flow, eval, interleaved so that drifts of
-the machine's load hit all three alike; ``gc.collect()`` before each. Reported: medians,
-the ratio of the medians and the median and range of the per-round ratios.
+then ``--repeats`` (5) rounds of floor, floor + flow, eval, eval without read-ahead,
+interleaved so that drifts of the machine's load hit all four alike; ``gc.collect()``
+before each. Reported: medians, the ratio of the medians and the median and range of the
+per-round ratios.
 
 Run from the repository root::
 
     .venv/bin/python benchmarks/bench_eval.py
-    .venv/bin/python benchmarks/bench_eval.py --profile          # + cProfile of one eval
+    .venv/bin/python benchmarks/bench_eval.py --profile          # + cProfile of one eval (no read-ahead)
 
 Results go to ``benchmarks/out/`` (JSON) and stdout (markdown).
 """
@@ -137,15 +142,16 @@ def run_floor_flow(ds) -> float:
     return time.perf_counter() - t0
 
 
-def run_eval(ds) -> tuple[float, EvalState]:
+def run_eval(ds, prefetch: bool = True) -> tuple[float, EvalState]:
     gc.collect()
     t0 = time.perf_counter()
-    state = evaluate(ConstantPredictor(), ds)
+    state = evaluate(ConstantPredictor(), ds, prefetch=prefetch)
     return time.perf_counter() - t0, state
 
 
 def breakdown(ds) -> dict[str, float]:
-    """Seconds per stage of one pass that does exactly what ``evaluate`` does, stage by stage."""
+    """Seconds per stage of one pass that does exactly what ``evaluate`` does, stage by stage
+    (serially: no read-ahead)."""
     stages = dict.fromkeys(
         ("read frames", "read masks", "predictor + output checks", "confusion update", "flow densification (seq.flow)",
          "pair geometry (targets + band)", "pair counts", "label range + counts"), 0.0)
@@ -194,7 +200,7 @@ def profile_eval(ds, top: int = 25) -> str:
     prof = cProfile.Profile()
     gc.collect()
     prof.enable()
-    evaluate(ConstantPredictor(), ds)
+    evaluate(ConstantPredictor(), ds, prefetch=False)  # cProfile sees the main thread only: read there too
     prof.disable()
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
@@ -239,13 +245,14 @@ def memory_child(args) -> None:
         progress = lambda done, total: retained.append(tracemalloc.get_traced_memory()[0])  # noqa: E731
     else:
         progress = None
-    state = evaluate(ConstantPredictor(), ds, progress=progress)
+    state = evaluate(ConstantPredictor(), ds, progress=progress, prefetch=not args.no_prefetch)
     text = to_json(build_results(state, {"id": "builtin:constant"}, set_info(full), 15, (0, 1)))
     peak = tracemalloc.get_traced_memory()[1] if args.trace else None
     tracemalloc.stop()
     slope = float(np.polyfit(np.arange(len(retained)), retained, 1)[0]) if len(retained) > 1 else None
     height, width = full[0].shape
-    print(json.dumps({"sequences": len(ds), "trace": bool(args.trace), "height": height, "width": width,
+    print(json.dumps({"sequences": len(ds), "trace": bool(args.trace), "prefetch": not args.no_prefetch,
+                      "height": height, "width": width,
                       "rss_before_kib": rss_before, "peak_rss_kib": proc_status_kib("VmHWM"),
                       "tracemalloc_peak_bytes": peak, "retained_bytes": retained,
                       "retained_slope_bytes_per_sequence": slope, "results_json_bytes": len(text)}))
@@ -255,14 +262,22 @@ def run_memory(args) -> list[dict]:
     rows = []
     for n in args.memory_sequences:
         row = {}
-        for trace in (False, True):
+        for trace, prefetch in ((False, True), (True, True), (True, False)):
             cmd = [sys.executable, str(Path(__file__).resolve()), "--set", str(args.set), "--memory-child", str(n)]
             cmd += ["--trace"] if trace else []
+            cmd += [] if prefetch else ["--no-prefetch"]
             cmd += ["--cv-threads", str(args.cv_threads)] if args.cv_threads is not None else []
             result = subprocess.run(cmd, check=True, capture_output=True, text=True)
             got = json.loads(result.stdout.strip().splitlines()[-1])
-            row.update(got if trace else {"sequences": n, "peak_rss_kib_untraced": got["peak_rss_kib"],
-                                          "rss_before_kib_untraced": got["rss_before_kib"]})
+            if not trace:
+                row.update({"sequences": n, "peak_rss_kib_untraced": got["peak_rss_kib"],
+                            "rss_before_kib_untraced": got["rss_before_kib"]})
+            elif prefetch:
+                row.update(got)
+            else:  # the retained series without read-ahead
+                row.update({"retained_bytes": got["retained_bytes"], "tracemalloc_peak_bytes_serial":
+                            got["tracemalloc_peak_bytes"], "retained_slope_bytes_per_sequence":
+                            got["retained_slope_bytes_per_sequence"], "retained_prefetch": False})
         rows.append(row)
         print(f"  memory, {n} sequences: peak RSS {row['peak_rss_kib_untraced'] / 1024:.1f} MiB, "
               f"tracemalloc peak {row['tracemalloc_peak_bytes'] / 2**20:.1f} MiB", file=sys.stderr)
@@ -308,9 +323,9 @@ def summary(times: list[float]) -> dict:
 
 def markdown(result: dict) -> str:
     s = result["settings"]
-    fl, ff, ev = result["floor"], result["floor_flow"], result["eval"]
+    fl, ff, ev, es = result["floor"], result["floor_flow"], result["eval"], result["eval_serial"]
     n_seq, n_pairs = s["sequences"], s["pairs"]
-    r, rf = result["ratio"], result["ratio_floor_flow"]
+    r, rf, rs = result["ratio"], result["ratio_floor_flow"], result["ratio_serial"]
 
     def row(name, part):
         t = part["times_s"]
@@ -327,10 +342,13 @@ def markdown(result: dict) -> str:
         row("floor: `seq.frames()` + `seq.masks()`", fl),
         row("floor + `seq.flow(t)` of every pair", ff),
         row("`evaluate(builtin:constant)`", ev),
+        row("`evaluate(builtin:constant, prefetch=False)`", es),
         "",
         f"**ratio eval / floor: {r['of_medians']:.2f}x** (per-round ratios: median {r['median_of_rounds']:.2f}, "
         f"{min(r['rounds']):.2f}-{max(r['rounds']):.2f}; target {TARGET}x); "
-        f"eval / (floor + flow): {rf['of_medians']:.2f}x (per round {min(rf['rounds']):.2f}-{max(rf['rounds']):.2f}).",
+        f"eval / (floor + flow): {rf['of_medians']:.2f}x (per round {min(rf['rounds']):.2f}-{max(rf['rounds']):.2f}); "
+        f"without read-ahead, eval / floor: {rs['of_medians']:.2f}x (per round {min(rs['rounds']):.2f}-"
+        f"{max(rs['rounds']):.2f}).",
         "",
         "| stage (median of passes, stage by stage) | ms/sequence | ms/pair | share |",
         "|---|---|---|---|",
@@ -343,14 +361,17 @@ def markdown(result: dict) -> str:
     if result.get("memory"):
         lines += [
             "",
-            "| sequences | peak RSS (VmHWM), no tracemalloc | RSS before eval | tracemalloc peak | retained after sequence 1 / last | growth per sequence (fit) |",
-            "|---|---|---|---|---|---|",
+            "| sequences | peak RSS (VmHWM), no tracemalloc | RSS before eval | tracemalloc peak "
+            "| tracemalloc peak, no read-ahead | retained after sequence 1 / last (no read-ahead) "
+            "| growth per sequence (fit) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for m in result["memory"]:
             kept = m["retained_bytes"]
             lines.append(
                 f"| {m['sequences']} | {m['peak_rss_kib_untraced'] / 1024:.1f} MiB | {m['rss_before_kib_untraced'] / 1024:.1f} MiB "
-                f"| {m['tracemalloc_peak_bytes'] / 2**20:.2f} MiB | {kept[0] / 2**20:.3f} / {kept[-1] / 2**20:.3f} MiB "
+                f"| {m['tracemalloc_peak_bytes'] / 2**20:.2f} MiB | {m['tracemalloc_peak_bytes_serial'] / 2**20:.2f} MiB "
+                f"| {kept[0] / 2**20:.3f} / {kept[-1] / 2**20:.3f} MiB "
                 f"| {m['retained_slope_bytes_per_sequence'] / 1e3:+.2f} kB |"
             )
     return "\n".join(lines)
@@ -366,15 +387,18 @@ def main(argv=None) -> int:
     p.add_argument("--sources", type=int, default=4, help="DAVIS sources synthesised (6 sequences each, paper protocol)")
     p.add_argument("--num-frames", type=int, default=11)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds of floor, floor + flow and eval (interleaved)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timed rounds of floor, floor + flow, eval and eval without read-ahead (interleaved)")
     p.add_argument("--memory-sequences", type=lambda s: [int(v) for v in s.split(",") if v], default="6,18",
-                   help="sequence counts of the memory runs (the first N of the set; two subprocesses each); empty to skip")
+                   help="sequence counts of the memory runs (the first N of the set; three subprocesses each); empty to skip")
     p.add_argument("--cv-threads", type=int, default=None, help="cv2.setNumThreads(N) (default: OpenCV's own)")
     p.add_argument("--tmp", default=None, help="where the temporary set is written (default: the system temp dir)")
-    p.add_argument("--profile", action="store_true", help="also profile one eval with cProfile (top 25 printed)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one eval (without read-ahead) with cProfile (top 25 printed)")
     p.add_argument("--no-save", action="store_true", help="do not write the JSON result to benchmarks/out/")
     p.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-prefetch", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
@@ -399,13 +423,16 @@ def main(argv=None) -> int:
         run_floor(ds), run_floor_flow(ds)  # warm-ups
         warm_eval, state = run_eval(ds)
         assert state.label_counts.keys() == {0} and len(state.groups) == len(ds)
-        floor, floor_flow, ev = [], [], []
+        assert run_eval(ds, prefetch=False)[1].state_dict() == state.state_dict()
+        floor, floor_flow, ev, ev_serial = [], [], [], []
         for i in range(args.repeats):
             floor.append(run_floor(ds))
             floor_flow.append(run_floor_flow(ds))
             ev.append(run_eval(ds)[0])
+            ev_serial.append(run_eval(ds, prefetch=False)[0])
             print(f"  round {i + 1}/{args.repeats}: floor {floor[-1]:.2f} s, floor + flow {floor_flow[-1]:.2f} s, "
-                  f"eval {ev[-1]:.2f} s ({ev[-1] / floor[-1]:.2f}x)", file=sys.stderr)
+                  f"eval {ev[-1]:.2f} s ({ev[-1] / floor[-1]:.2f}x), without read-ahead {ev_serial[-1]:.2f} s "
+                  f"({ev_serial[-1] / floor[-1]:.2f}x)", file=sys.stderr)
         passes = [breakdown(ds) for _ in range(min(3, args.repeats))]
         stages = {k: statistics.median(p[k] for p in passes) for k in passes[0]}
         profile = profile_eval(ds) if args.profile else None
@@ -413,6 +440,7 @@ def main(argv=None) -> int:
 
     rounds = [e / f for e, f in zip(ev, floor)]
     rounds_flow = [e / f for e, f in zip(ev, floor_flow)]
+    rounds_serial = [e / f for e, f in zip(ev_serial, floor)]
     result = {
         "benchmark": "evaluation",
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -430,9 +458,12 @@ def main(argv=None) -> int:
         "floor": summary(floor),
         "floor_flow": summary(floor_flow),
         "eval": dict(summary(ev), warmup_s=warm_eval),
+        "eval_serial": summary(ev_serial),
         "ratio": {"of_medians": statistics.median(ev) / statistics.median(floor), "rounds": rounds,
                   "median_of_rounds": statistics.median(rounds), "target": TARGET},
         "ratio_floor_flow": {"of_medians": statistics.median(ev) / statistics.median(floor_flow), "rounds": rounds_flow},
+        "ratio_serial": {"of_medians": statistics.median(ev_serial) / statistics.median(floor), "rounds": rounds_serial,
+                         "median_of_rounds": statistics.median(rounds_serial)},
         "breakdown_s": stages,
         "memory": memory,
         "profile": profile,

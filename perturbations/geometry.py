@@ -97,12 +97,45 @@ def pair_affine(affine_t: np.ndarray, affine_t1: np.ndarray) -> np.ndarray:
 
 
 def affine_flow(affine: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Dense ``(H, W, 2)`` float32 flow ``f(x) = affine(x) - x``."""
+    """Dense ``(H, W, 2)`` float32 flow ``f(x) = affine(x) - x``.
+
+    Each component is ``(a - 1) * x + b * y + c`` (or ``a * x + (b - 1) * y + c``) in
+    float64, rounded once to float32, always with the same operations in the same order,
+    so the values do not depend on how the work is split: a component whose ``y`` (``x``)
+    coefficient is zero is the same in every row (column) and is computed once and
+    broadcast (translation, scaling: ``0 * y`` is the same zero for every ``y >= 0``);
+    otherwise it is computed a band of rows at a time in a small float64 buffer that stays
+    in cache, instead of through full-frame float64 temporaries. The identity (``-0.0``
+    entries included) gives ``+0.0`` for every pixel: ``np.zeros``.
+    """
+    if np.array_equal(affine, _IDENTITY):  # occlusion, noise: the expression gives +0.0 everywhere
+        return np.zeros((height, width, 2), dtype=np.float32)
     x, y = pixel_grid(height, width, np.float64)
     flow = np.empty((height, width, 2), dtype=np.float32)
-    flow[..., 0] = (affine[0, 0] - 1.0) * x + affine[0, 1] * y + affine[0, 2]
-    flow[..., 1] = affine[1, 0] * x + (affine[1, 1] - 1.0) * y + affine[1, 2]
+    band = max(1, _FLOW_BAND_VALUES // max(width, 1))
+    buffer = None
+    for c, (ax, ay) in enumerate(((affine[0, 0] - 1.0, affine[0, 1]), (affine[1, 0], affine[1, 1] - 1.0))):
+        shift = affine[c, 2]
+        if ay == 0:  # the same row for every y
+            flow[:, :, c] = ax * x + ay * 0.0 + shift
+        elif ax == 0:  # the same column for every x
+            flow[:, :, c] = ax * 0.0 + ay * y + shift
+        else:
+            if buffer is None:
+                buffer = np.empty((min(band, height), width), dtype=np.float64)
+            ax_x, ay_y = ax * x, ay * y
+            for top in range(0, height, band):
+                rows = buffer[: min(band, height - top)]
+                np.add(ax_x, ay_y[top : top + band], out=rows)
+                rows += shift
+                flow[top : top + band, :, c] = rows
     return flow
+
+
+#: float64 values per band of :func:`affine_flow` (256 KiB: stays in a core's cache).
+_FLOW_BAND_VALUES = 32768
+
+_IDENTITY = np.eye(2, 3)
 
 
 @dataclass(frozen=True)
@@ -161,7 +194,82 @@ def pair_validity(
     A pixel ``x`` is valid when its source point is inside the source (by ``margin``), its
     target ``x + f(x)`` is inside frame ``t+1`` and neither ``x`` (in ``t``) nor
     ``x + f(x)`` (in ``t+1``) is under an occluder grown by ``margin``.
+
+    The definition is :func:`pair_validity_dense` (two full-frame float64 affine images and
+    full-frame ellipse tests). This computes the same mask, bit for bit, in a fraction of
+    the time: each ``inside`` bound is a monotone test along a row (the rounded
+    ``a*x + b*y + c`` is monotone in ``x``), so its pixels form one interval per row, whose
+    ends are estimated analytically and then settled with the very same float64 expression
+    (a per-row binary search where the estimate is off); the ellipse tests are evaluated,
+    with the same expressions, only on a box that holds every pixel they can hit. Inputs
+    this reasoning does not cover (non-finite or huge values, odd occluders, empty images)
+    take :func:`pair_validity_dense`.
     """
+    inv = invert(affine_t)
+    m = pair_affine(affine_t, affine_t1)
+    coef = np.concatenate([inv, m])
+    box_t1 = _occluder_box(occluder_t1, margin) if occluder_t1 is not None else None
+    if not (
+        height >= 1
+        and width >= 1
+        and np.isfinite(coef).all()
+        and np.isfinite(margin)
+        and abs(margin) < _MAX_COORD
+        and np.abs(coef[:, :2]).max() * max(height, width) + np.abs(coef[:, 2]).max() < _MAX_COORD
+        and (occluder_t1 is None or box_t1 is not None)
+    ):
+        return pair_validity_dense(affine_t, affine_t1, occluder_t, occluder_t1, height, width, margin)
+    # Rows of `coef`: source x, source y (inv), target x, target y (m). Bounds exactly as `inside`.
+    rows = [0, 0, 1, 1, 2, 2, 3, 3]
+    bounds = [margin, width - 1 - margin, margin, height - 1 - margin, 0.0, width - 1 - 0.0, 0.0, height - 1 - 0.0]
+    if box_t1 is not None:  # a padded box around the occluder of t+1, in target coordinates
+        rows += [2, 2, 3, 3]
+        bounds += list(box_t1)
+    lower = np.arange(len(rows)) % 2 == 0
+    first, suffix = _row_thresholds(coef[rows], np.array(bounds, dtype=np.float64), lower, height, width)
+    start, end = _row_intervals(first[:8], suffix[:8], width)
+    valid = np.zeros((height, width), dtype=bool)  # filled by runs of rows with the same interval
+    runs = [0, *(np.flatnonzero((np.diff(start) != 0) | (np.diff(end) != 0)) + 1).tolist(), height]
+    for top, bottom in zip(runs[:-1], runs[1:]):
+        x0, x1 = int(start[top]), int(end[top])
+        if x0 < x1:
+            valid[top:bottom, x0:x1] = True
+    if occluder_t is not None:
+        box = _occluder_box(occluder_t, margin)
+        if box is None:
+            x, y = pixel_grid(height, width, np.float64)
+            valid &= ~occluder_t.contains(x, y, margin)
+        else:
+            x0, x1 = max(0, int(np.floor(box[0]))), min(width, int(np.ceil(box[1])) + 1)
+            y0, y1 = max(0, int(np.floor(box[2]))), min(height, int(np.ceil(box[3])) + 1)
+            if x0 < x1 and y0 < y1:
+                x = np.arange(x0, x1, dtype=np.float64)[None, :]
+                y = np.arange(y0, y1, dtype=np.float64)[:, None]
+                valid[y0:y1, x0:x1] &= ~occluder_t.contains(x, y, margin)
+    if box_t1 is not None:
+        start, end = _row_intervals(first[8:], suffix[8:], width)
+        hit = np.flatnonzero(start < end)
+        if hit.size:
+            y0, y1 = int(hit[0]), int(hit[-1]) + 1
+            x0, x1 = int(start[hit].min()), int(end[hit].max())
+            x = np.arange(x0, x1, dtype=np.float64)[None, :]
+            y = np.arange(y0, y1, dtype=np.float64)[:, None]
+            tx = m[0, 0] * x + m[0, 1] * y + m[0, 2]  # as apply_affine, on the box only
+            ty = m[1, 0] * x + m[1, 1] * y + m[1, 2]
+            valid[y0:y1, x0:x1] &= ~occluder_t1.contains(tx, ty, margin)
+    return valid
+
+
+def pair_validity_dense(
+    affine_t: np.ndarray,
+    affine_t1: np.ndarray,
+    occluder_t: Occluder | None,
+    occluder_t1: Occluder | None,
+    height: int,
+    width: int,
+    margin: float = VALIDITY_MARGIN,
+) -> np.ndarray:
+    """:func:`pair_validity` by its definition, on full-frame arrays (the reference; slow)."""
     src_x, src_y = apply_affine(invert(affine_t), height, width)
     valid = inside(src_x, src_y, width, height, margin)
     m = pair_affine(affine_t, affine_t1)
@@ -173,3 +281,75 @@ def pair_validity(
     if occluder_t1 is not None:
         valid &= ~occluder_t1.contains(tx, ty, margin)
     return valid
+
+
+#: Fast paths of :func:`pair_validity` only for coordinates and coefficients below this
+#: (pixels): far from where float64 rounding could move a value by a pixel.
+_MAX_COORD = 1e7
+
+#: How far (pixels) the box of an occluder reaches beyond its grown ellipse: rounding in
+#: ``Occluder.contains`` can put a pixel inside only within ~1e-9 px of the ellipse.
+_OCCLUDER_PAD = 2.0
+
+
+def _occluder_box(occluder: Occluder, margin: float) -> tuple[float, float, float, float] | None:
+    """``(x_min, x_max, y_min, y_max)``: every point ``occluder.contains(.., margin)`` can
+    hit lies in it; ``None`` where that is not safe to say (non-finite, huge, non-positive axes)."""
+    ax, ay = occluder.ax + margin, occluder.ay + margin
+    values = (occluder.cx, occluder.cy, ax, ay)
+    if not (all(np.isfinite(v) and abs(v) < _MAX_COORD for v in values) and ax > 0 and ay > 0):
+        return None
+    pad = _OCCLUDER_PAD
+    return occluder.cx - ax - pad, occluder.cx + ax + pad, occluder.cy - ay - pad, occluder.cy + ay + pad
+
+
+def _row_thresholds(
+    coef: np.ndarray, bound: np.ndarray, lower: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row boundaries of the tests ``v >= bound`` (``lower``) or ``v <= bound``, where
+    ``v = coef[p, 0] * x + coef[p, 1] * y + coef[p, 2]`` is evaluated exactly as
+    :func:`apply_affine` does (same float64 operations, same order).
+
+    The rounded ``v`` is monotone in ``x`` along a row, so each test holds on a prefix or
+    a suffix of the columns ``0 .. W-1`` (``suffix[p]``: a suffix). Returns ``first``
+    ``(P, H)``: for a suffix test, the first column where it holds; for a prefix test, the
+    first column where it fails (``W``: none), and ``suffix`` ``(P,)``.
+    """
+    a0, a1, a2 = coef[:, 0:1], coef[:, 1:2], coef[:, 2:3]
+    bound, lower = bound[:, None], lower[:, None]
+    a1y = a1 * np.arange(height, dtype=np.float64)[None, :]
+    suffix = (a0 >= 0) == lower
+
+    def switched(cols: np.ndarray) -> np.ndarray:  # False before `first`, True from it on
+        v = a0 * cols.astype(np.float64) + a1y + a2
+        return np.where(lower, v >= bound, v <= bound) == suffix
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        at = (bound - (a1y + a2)) / a0  # real-valued boundary: an estimate, settled below
+        guess = np.where(suffix, np.ceil(at), np.floor(at) + 1.0)
+    first = np.clip(np.nan_to_num(guess, nan=0.0, posinf=width, neginf=0.0), 0, width).astype(np.int64)
+    flat = a0[:, 0] == 0  # v constant along the row: all columns or none
+    if flat.any():
+        first[flat] = np.where(switched(np.zeros_like(first))[flat], 0, width)
+    for _ in range(3):
+        step_down = (first > 0) & switched(np.maximum(first - 1, 0))
+        step_up = (first < width) & ~switched(np.minimum(first, width - 1))
+        if not (step_down.any() or step_up.any()):
+            return first, suffix[:, 0]
+        first = first - step_down + step_up
+    lo, hi = np.zeros_like(first), np.full_like(first, width)  # estimate far off: binary search
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo, suffix[:, 0]
+        mid = (lo + hi) // 2
+        on = switched(np.minimum(mid, width - 1))
+        hi = np.where(active & on, mid, hi)
+        lo = np.where(active & ~on, mid + 1, lo)
+
+
+def _row_intervals(first: np.ndarray, suffix: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns ``start .. end-1`` of each row where all the tests of :func:`_row_thresholds` hold."""
+    start = np.where(suffix[:, None], first, 0).max(axis=0)
+    end = np.where(suffix[:, None], width, first).min(axis=0)
+    return start, end

@@ -270,7 +270,7 @@ def leaderboard_cmd(path, as_json):
 @click.option("--num-images", type=click.IntRange(min=1), default=4, show_default=True, help="shapes: number of images.")
 @click.option("--videos", multiple=True, type=click.Path(path_type=str),
               help="Unlabeled videos: files or folders, e.g. DAVIS/JPEGImages/480p (repeatable). Without it: supervised training on the labelled set only.")
-@click.option("--no-coherent", is_flag=True, help="Control run: same schedule, data order and pair draws, supervised loss only.")
+@click.option("--no-coherent", is_flag=True, help="Control run: the same batches (labelled images + pair frames in one forward pass) and data order, supervised loss only (no L_bc/L_gc).")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an existing folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (same settings).")
@@ -309,7 +309,7 @@ def finetune(model, weights, dataset, root, split, year, davis_objects, frames_p
     \b
     CL fine-tune:  stabbench finetune --model base/model.pt --dataset davis --root DAVIS --split train \\
                      --frames-per-sequence 10 --videos clips/ --input-size 240x432 --out ft
-    control:       the same plus --no-coherent (supervised loss, same data order)
+    control:       the same plus --no-coherent (same batches and forward pass, supervised loss only)
     baseline:      stabbench finetune --model builtin:tiny_unet --dataset shapes --num-images 64 \\
                      --optimizer adamw --lr 1e-3 --epochs 30 --out base     (no --videos: supervised)
 

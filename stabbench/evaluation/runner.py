@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -89,27 +90,48 @@ def evaluate(
     batch_size: int | None = None,
     shard: tuple[int, int] = (0, 1),
     progress: Callable[[int, int], None] | None = None,
+    prefetch: bool = True,
 ) -> EvalState:
     """Feed every sequence of ``dataset`` (a :class:`~stabbench.synth.SyntheticSet`) in
     temporal order and accumulate S_global, S_boundary and the confusion matrices.
 
-    Only one sequence is held in memory at a time.
+    With ``prefetch`` (the default), the next sequence's frames and masks are read in a
+    background thread while the current one is predicted and scored (PNG decoding
+    releases the GIL); at most one sequence is read ahead, so at most two are held in
+    memory. Results are the same either way, and so are errors: a sequence that cannot be
+    read raises its :class:`~stabbench.errors.DataError` when its turn comes, after the
+    sequences before it were scored. Without ``prefetch``, one sequence at a time.
     """
     from stabbench.predictors import predict_sequence
 
     num_classes = len(dataset.classes)
     state = EvalState(StabilityMeter(band_width=band_width), ConfusionMeter(num_classes=num_classes))
     indices = shard_indices(len(dataset), shard)
-    for done, i in enumerate(indices):
-        seq = dataset[i]
-        frames, masks = seq.frames(), seq.masks()
-        labels, issues = predict_sequence(predictor, frames, spec=spec, sequence=seq, batch_size=batch_size)
-        state.warnings += [f"{seq.id}: {m}" for m in issues]
-        check_label_range(labels, num_classes, seq.id)
-        accumulate_sequence(state, seq, labels, masks)
-        if progress is not None:
-            progress(done + 1, len(indices))
+    pool = ThreadPoolExecutor(1, thread_name_prefix="stabbench-read") if prefetch and len(indices) > 1 else None
+    try:
+        ahead = None  # the future of the sequence read ahead
+        for done, i in enumerate(indices):
+            seq, frames, masks = ahead.result() if ahead is not None else _load_sequence(dataset, i)
+            ahead = None
+            if pool is not None and done + 1 < len(indices):
+                ahead = pool.submit(_load_sequence, dataset, indices[done + 1])
+            labels, issues = predict_sequence(predictor, frames, spec=spec, sequence=seq, batch_size=batch_size)
+            state.warnings += [f"{seq.id}: {m}" for m in issues]
+            check_label_range(labels, num_classes, seq.id)
+            accumulate_sequence(state, seq, labels, masks)
+            del frames, masks, labels  # only the sequence read ahead stays while progress runs
+            if progress is not None:
+                progress(done + 1, len(indices))
+    finally:
+        if pool is not None:  # on an error: drop what was read ahead (its errors included)
+            pool.shutdown(wait=True, cancel_futures=True)
     return state
+
+
+def _load_sequence(dataset, i: int) -> tuple:
+    """``(sequence, frames, masks)`` of sequence ``i`` (run in the read-ahead thread)."""
+    seq = dataset[i]
+    return seq, seq.frames(), seq.masks()
 
 
 def check_label_range(labels: np.ndarray, num_classes: int, seq_id: str) -> None:

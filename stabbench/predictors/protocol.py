@@ -366,7 +366,10 @@ def normalize_output(
         raise ModelError(f"model output has the wrong shape: expected {_expected(batch, height, width, num_classes)}; {received}")
     warnings_: list[str] = []
     if out.ndim == 3:
-        labels = out.astype(np.int64, copy=False)
+        # Integer types whose values all fit in int64 are range-checked and resized as they
+        # are (no int64 copy: 8x the memory of uint8 labels); uint64 goes through int64 as
+        # before, so that values above 2**63 still read as negative and are rejected.
+        labels = out if out.dtype.kind == "b" or np.can_cast(out.dtype, np.int64) else out.astype(np.int64)
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or (num_classes is not None and high >= num_classes):
             raise ModelError(
@@ -374,6 +377,7 @@ def normalize_output(
                 f"received values {low}..{high} ({received})"
             )
         dtype = _label_dtype(num_classes if num_classes is not None else high + 1)
+        # astype always copies: the result never aliases a buffer the predictor may reuse
         return _resize_nearest(labels, height, width).astype(dtype), warnings_
     channels = out.shape[1]
     if num_classes is not None and channels not in (num_classes, 1 if num_classes == 2 else num_classes):

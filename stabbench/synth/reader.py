@@ -28,6 +28,9 @@ from perturbations import Trajectory, pair_correspondence
 from stabbench.errors import DataError
 from stabbench.synth.writer import MANIFEST_FILE, RUN_FILE, SET_FORMAT, SET_FORMAT_VERSION
 
+#: ``cv2.IMREAD_COLOR_RGB`` (OpenCV >= 4.10: decode straight to RGB), else ``None``.
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
 
 class SyntheticSequence:
     """One sequence of a synthetic set (files are read on demand)."""
@@ -63,6 +66,8 @@ class SyntheticSequence:
 
     def frame(self, k: int) -> np.ndarray:
         """Frame ``k``: ``(H, W, 3)`` uint8 RGB."""
+        if _IMREAD_RGB is not None:  # the decoder writes RGB: no BGR -> RGB pass
+            return self._read(k, "frame", _IMREAD_RGB)
         return cv2.cvtColor(self._read(k, "frame", cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
     def mask(self, k: int) -> np.ndarray:
@@ -71,11 +76,11 @@ class SyntheticSequence:
 
     def frames(self) -> np.ndarray:
         """All frames, ``(N, H, W, 3)`` uint8 RGB."""
-        return np.stack([self.frame(k) for k in range(self.num_frames)])
+        return self._read_all("frame", self.frame)
 
     def masks(self) -> np.ndarray:
         """All masks, ``(N, H, W)`` uint8."""
-        return np.stack([self.mask(k) for k in range(self.num_frames)])
+        return self._read_all("mask", self.mask)
 
     def flow(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Ground-truth ``(flow (H, W, 2) float32, valid (H, W) bool)`` of the pair ``(t, t+1)``."""
@@ -95,6 +100,22 @@ class SyntheticSequence:
                     raise DataError(path, "missing file of a synthetic set")
                 if hashlib.sha256(path.read_bytes()).hexdigest() != item[key + "_sha256"]:
                     raise DataError(path, "checksum differs from the manifest (file changed or corrupt)")
+
+    def _read_all(self, key: str, read) -> np.ndarray:
+        """``read(k)`` of every frame, into one array allocated once (no list + ``np.stack`` copy)."""
+        if self.num_frames == 0:
+            raise DataError(self.folder, f"sequence {self.id} has no frames")
+        first = read(0)
+        out = np.empty((self.num_frames, *first.shape), dtype=first.dtype)
+        out[0] = first
+        for k in range(1, self.num_frames):
+            array = read(k)
+            if array.shape != first.shape or array.dtype != first.dtype:
+                path = self.folder / self.record["frames"][k][key]
+                got, want = f"{array.shape} {array.dtype}", f"{first.shape} {first.dtype}"
+                raise DataError(path, f"{key} is {got}, but {key} 0 of the sequence is {want}")
+            out[k] = array
+        return out
 
     def _read(self, k: int, key: str, flags: int) -> np.ndarray:
         if not 0 <= k < self.num_frames:

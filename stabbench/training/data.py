@@ -143,6 +143,7 @@ class PairBatch:
 
     ``frames_t``/``frames_t1``: ``(B, H, W, 3)`` uint8; ``flow_fw``/``flow_bw``:
     ``(B, H, W, 2)`` float32 (``[..., 0] = dx``); ``valid_fw``/``valid_bw``: ``(B, H, W)`` bool.
+    The four flow fields are ``None`` in a frames-only batch (``PairData.batch(with_flow=False)``).
     """
 
     frames_t: np.ndarray
@@ -215,12 +216,21 @@ class PairData:
             if progress is not None:
                 progress(i + 1, len(self.refs))
 
-    def batch(self, indices: list[int], flips: list[bool]) -> PairBatch:
+    def batch(self, indices: list[int], flips: list[bool], *, with_flow: bool = True) -> PairBatch:
+        """The pairs ``indices`` (each mirrored where ``flips``); ``with_flow=False`` (the control
+        run) stacks only the frames: the flow fields of the batch are then ``None``."""
         items = []
         for i, flip in zip(indices, flips):
             item = self.get(i)
-            items.append(flip_pair(item) if flip else item)
-        return PairBatch(*(np.stack([it[k] for it in items]) for k in range(6)))
+            if not with_flow:
+                item = item[:2]
+                if flip:
+                    item = (item[0][:, ::-1].copy(), item[1][:, ::-1].copy())
+            elif flip:
+                item = flip_pair(item)
+            items.append(item)
+        stacked = [np.stack([it[k] for it in items]) for k in range(len(items[0]))]
+        return PairBatch(*stacked, *([None] * (6 - len(stacked))))
 
     def describe(self) -> list[dict]:
         """Per video: path, kind, frame count, sampled pairs and a sha256 of the frames used."""
@@ -260,7 +270,8 @@ class DataOrder:
     Per step, draws from the run's generator happen in this order: (at an epoch's first
     step) the labelled permutation; the labelled augmentation; the pair indices (a new pair
     permutation whenever the previous one is used up); one flip per pair (``augment``).
-    The control run (``--no-coherent``) makes the same pair draws, so its stream matches.
+    The control run (``--no-coherent``) makes the same pair draws (and forwards the same
+    pair frames), so its stream and its batches match.
     """
 
     num_labeled: int

@@ -5,8 +5,14 @@ One step (mode ``coherent``): a batch of ``batch_labeled`` labelled images and
 ``batch_pairs`` video pairs goes through the network in one forward pass (the paper's batch
 of 24 = 12 + 6 x 2: BatchNorm sees all of it); the loss is
 ``coherent_loss(segmentation_loss(labelled), logits_t, logits_t1, flows, masks)``.
-Mode ``control`` (``--no-coherent``): the same data order and pair draws, but only the
-labelled images are forwarded and the loss is the supervised one (bc = gc = 0 in the log).
+Mode ``control`` (``--no-coherent``): exactly the same batch (the same labelled images and
+pair frames, in the same order, in the same single forward pass, so BatchNorm sees the same
+24 images and computes the same batch statistics) and the same data order and pair draws;
+only the loss differs: the supervised one alone (bc = gc = 0 in the log), so the pair
+frames influence the step only through the normalisation statistics, as in the coherent
+run. The control step does not use the flows (they are neither stacked nor sent to the
+device), but setup still computes or reads them (cached on disk in ``--flow-cache``, once
+per pair ever), so both modes list and validate the same pairs and can share one cache.
 Mode ``supervised`` (no ``--videos``): labelled images only.
 
 Output folder::
@@ -300,8 +306,8 @@ class Trainer:
         if self.pairs is not None:
             pair_idx = order.pair_indices(rng)
             flips = [bool(rng.random() < 0.5) for _ in pair_idx] if cfg.augment else [False] * len(pair_idx)
-            if cfg.coherent:
-                pair_batch = self.pairs.batch(pair_idx, flips)
+            # the control run forwards the same pair frames (same BatchNorm batch), without flows
+            pair_batch = self.pairs.batch(pair_idx, flips, with_flow=cfg.coherent)
         lr = lr_at(cfg, order.global_step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -315,8 +321,12 @@ class Trainer:
             logits = first_tensor(self.model(x))
             logits_l, logits_t, logits_t1 = logits[:n], logits[n : n + m], logits[n + m :]
             seg = segmentation_loss(logits_l, y_l, kind=cfg.seg_loss, ignore_index=255)
-            terms = coherent_loss(seg, logits_t, logits_t1, *self._flow_tensors(pair_batch), width=cfg.width,
-                                  beta=cfg.beta, lambda_bc=cfg.lambda_bc, lambda_gc=cfg.lambda_gc)
+            if cfg.coherent:
+                terms = coherent_loss(seg, logits_t, logits_t1, *self._flow_tensors(pair_batch), width=cfg.width,
+                                      beta=cfg.beta, lambda_bc=cfg.lambda_bc, lambda_gc=cfg.lambda_gc)
+            else:  # control: same forward pass, supervised loss only
+                zero = seg.detach() * 0
+                terms = {"total": seg, "seg": seg, "bc": zero, "gc": zero}
         else:
             logits_l = first_tensor(self.model(x_l))
             seg = segmentation_loss(logits_l, y_l, kind=cfg.seg_loss, ignore_index=255)
