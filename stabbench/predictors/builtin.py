@@ -146,7 +146,7 @@ class FlickerOracle(GroundTruthPredictor):
     def region(self, gt: np.ndarray) -> np.ndarray:
         from stabbench.metrics.functional import boundary_band  # the very band of S_boundary
 
-        return boundary_band(gt, self.band, IGNORE)
+        return boundary_band(gt, self.band, IGNORE) & (gt != IGNORE)
 
     def frame_labels(self, t: int) -> np.ndarray:
         gt = self._masks[t]
