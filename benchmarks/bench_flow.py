@@ -47,19 +47,16 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import datetime as _dt  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DAVIS = REPO.parent / "shared" / "data" / "davis-sample"
-OUT_DIR = REPO / "benchmarks" / "out"
 
-if str(REPO) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from benchmarks._common import REPO, DEFAULT_DAVIS, OUT_DIR, machine  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -273,23 +270,6 @@ def measure_cache(args, params: FlowParams) -> dict:
 # --------------------------------------------------------------------------- reporting
 
 
-def machine() -> dict:
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = None
-    return {"cpu": model, "cpu_count": os.cpu_count(), "load_avg_1min": load, "platform": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__}
-
-
 def fmt(v, digits=3, pct=False):
     if v is None:
         return "-"
@@ -373,7 +353,7 @@ def main(argv=None) -> int:
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "stabbench": __version__,
-        "machine": machine(),
+        "machine": {**machine(), "numpy": np.__version__, "opencv": cv2.__version__},
         "settings": {"severities": args.severities, "num_frames": args.num_frames, "pairs": args.pairs,
                      "seed": args.seed, "configs": {c: v.to_dict() for c, v in cfgs.items()},
                      "cv2_threads_default": cv2.getNumThreads()},

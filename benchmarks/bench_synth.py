@@ -38,12 +38,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DAVIS = REPO.parent / "shared" / "data" / "davis-sample"
-OUT_DIR = REPO / "benchmarks" / "out"
 
-if str(REPO) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from benchmarks._common import REPO, DEFAULT_DAVIS, OUT_DIR, machine, git_state, proc_status_kib  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -175,17 +173,6 @@ def set_sizes(out: Path, manifest: dict) -> dict:
     }
 
 
-def proc_status_kib(field: str) -> int:
-    """A ``/proc/self/status`` memory field in KiB (``VmHWM``: peak RSS of this process image).
-
-    ``getrusage``'s ``ru_maxrss`` is not used: Linux carries the parent's high-water mark over
-    fork + exec, so a child would report the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def memory_child(args) -> None:
     """Subprocess body: one synthesis of ``args.memory_child`` sources; print its memory as JSON.
 
@@ -236,41 +223,6 @@ def child_args(args) -> list[str]:
 
 
 # --------------------------------------------------------------------------- reporting
-
-
-def machine() -> dict:
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem_kib = int(next(l.split()[1] for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")))
-    except (OSError, StopIteration, ValueError):
-        mem_kib = None
-    return {
-        "cpu": model,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "mem_total_gib": round(mem_kib / 2**20, 1) if mem_kib else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "loadavg_1_5_15": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
-
-
-def git_state() -> dict:
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    status = git("status", "--porcelain")
-    return {"commit": git("rev-parse", "HEAD"), "dirty_files": None if status is None else len(status.splitlines())}
 
 
 def markdown(result: dict) -> str:

@@ -37,6 +37,37 @@ def split_csv(value: str | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def dataset_options(cityscapes_split: str):
+    """The options of the labelled-image datasets, shared by `synth` and `finetune`."""
+    options = [
+        click.option("--split", help=f"davis/cityscapes: split name (davis: ImageSets/<year>/<split>.txt; cityscapes default: {cityscapes_split})."),
+        click.option("--year", type=click.Choice(["2016", "2017"]), help="davis: which ImageSets folder to read the split from."),
+        click.option("--davis-objects", type=click.Choice(["merge", "ids"]), default="merge", show_default=True,
+                     help="davis: merge objects into one foreground, or keep object ids as classes."),
+        click.option("--frames-per-sequence", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="davis: annotated frames used per video (1 = the first, the paper protocol)."),
+        click.option("--max-images", type=click.IntRange(min=1), help="cityscapes: draw this many images at random (seeded)."),
+        click.option("--images", default="images", show_default=True, help="folder: image sub-directory."),
+        click.option("--masks", default="masks", show_default=True, help="folder: mask sub-directory."),
+        click.option("--mask-mode", type=click.Choice(["binary", "labels"]), default="binary", show_default=True,
+                     help="folder: binary (0/255 or >0 is foreground) or labels (values are class ids)."),
+        click.option("--num-images", type=click.IntRange(min=1), default=4, show_default=True, help="shapes: number of images."),
+    ]
+
+    return stack_options(options)
+
+
+def stack_options(options):
+    """One decorator applying click ``options`` in the order listed."""
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="stabbench", message="%(prog)s %(version)s")
 def main():
@@ -63,18 +94,7 @@ def main():
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--perturbations", "perturbation_names", metavar="A,B", help="Subset of types (default: all five).")
 @click.option("--severities", metavar="1,2,..", help="Subset of severities (default: 1-6).")
-@click.option("--split", help="davis/cityscapes: split name (davis: ImageSets/<year>/<split>.txt).")
-@click.option("--year", type=click.Choice(["2016", "2017"]), help="davis: which ImageSets folder to read the split from.")
-@click.option("--davis-objects", type=click.Choice(["merge", "ids"]), default="merge", show_default=True,
-              help="davis: merge objects into one foreground, or keep object ids as classes.")
-@click.option("--frames-per-sequence", type=click.IntRange(min=1), default=1, show_default=True,
-              help="davis: annotated frames used per video (1 = the first, the paper protocol).")
-@click.option("--max-images", type=click.IntRange(min=1), help="cityscapes: draw this many images at random (seeded).")
-@click.option("--images", default="images", show_default=True, help="folder: image sub-directory.")
-@click.option("--masks", default="masks", show_default=True, help="folder: mask sub-directory.")
-@click.option("--mask-mode", type=click.Choice(["binary", "labels"]), default="binary", show_default=True,
-              help="folder: binary (>0 is foreground) or labels (values are class ids).")
-@click.option("--num-images", type=click.IntRange(min=1), default=4, show_default=True, help="shapes: number of images.")
+@dataset_options(cityscapes_split="val")
 @click.option("--overwrite", is_flag=True, help="Replace an existing set at --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors
@@ -135,9 +155,7 @@ def _model_options(f):
         click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1)."),
         click.option("--batch-size", type=click.IntRange(min=1), help="Most frames per model call (default: a whole sequence)."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return stack_options(options)(f)
 
 
 def _overrides(kw: dict) -> dict:
@@ -259,15 +277,7 @@ def leaderboard_cmd(path, as_json):
 @click.option("--labeled", "--dataset", "dataset", default="shapes", show_default=True,
               help="Labelled dataset (as for `stabbench synth`): davis | cityscapes | folder | shapes.")
 @click.option("--root", type=click.Path(file_okay=False, path_type=str), help="Labelled dataset root directory.")
-@click.option("--split", help="davis/cityscapes split (cityscapes default: train).")
-@click.option("--year", type=click.Choice(["2016", "2017"]), help="davis: which ImageSets folder the split is read from.")
-@click.option("--davis-objects", type=click.Choice(["merge", "ids"]), default="merge", show_default=True, help="davis: merge objects or keep ids.")
-@click.option("--frames-per-sequence", type=click.IntRange(min=1), default=1, show_default=True, help="davis: annotated frames per video.")
-@click.option("--max-images", type=click.IntRange(min=1), help="cityscapes: this many images drawn with the seed.")
-@click.option("--images", default="images", show_default=True, help="folder: image sub-directory.")
-@click.option("--masks", default="masks", show_default=True, help="folder: mask sub-directory.")
-@click.option("--mask-mode", type=click.Choice(["binary", "labels"]), default="binary", show_default=True, help="folder: mask mode.")
-@click.option("--num-images", type=click.IntRange(min=1), default=4, show_default=True, help="shapes: number of images.")
+@dataset_options(cityscapes_split="train")
 @click.option("--videos", multiple=True, type=click.Path(path_type=str),
               help="Unlabeled videos: files or folders, e.g. DAVIS/JPEGImages/480p (repeatable). Without it: supervised training on the labelled set only.")
 @click.option("--no-coherent", is_flag=True, help="Control run: the same batches (labelled images + pair frames in one forward pass) and data order, supervised loss only (no L_bc/L_gc).")
