@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test lint bench clean
 
 venv: $(STAMP)
 
@@ -33,8 +33,11 @@ demo: venv
 	$(BIN)/stabbench gate $(DEMO)/eval-flicker --baseline $(DEMO)/leaderboard.csv --baseline-model builtin:oracle --tolerance 1 \
 		|| echo "gate exit code $$? (1 = a check fell short): demo done"
 
-test: venv
+test: venv lint
 	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check stabbench perturbations tests benchmarks
 
 bench: venv
 	$(BIN)/python benchmarks/bench_synth.py

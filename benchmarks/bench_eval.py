@@ -76,7 +76,7 @@ from stabbench.evaluation.runner import EvalState, check_label_range, count_labe
 from stabbench.metrics import ConfusionMeter, StabilityMeter  # noqa: E402
 from stabbench.metrics import functional as F  # noqa: E402
 from stabbench.predictors import predict_sequence  # noqa: E402
-from stabbench.predictors.builtin import ConstantPredictor  # noqa: E402
+from stabbench.predictors.oracles import ConstantPredictor  # noqa: E402
 from stabbench.synth import open_set  # noqa: E402
 from stabbench.synth.writer import SynthConfig, synthesize, versions  # noqa: E402
 

@@ -173,7 +173,7 @@ class Occluder:
         return {k: (list(v) if isinstance(v, tuple) else float(v)) for k, v in asdict(self).items()}
 
     @staticmethod
-    def from_dict(data: dict) -> "Occluder":
+    def from_dict(data: dict) -> Occluder:
         return Occluder(
             float(data["cx"]), float(data["cy"]), float(data["ax"]), float(data["ay"]),
             tuple(int(c) for c in data["color"]),

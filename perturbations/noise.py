@@ -13,10 +13,10 @@ It is drawn by table look-up from 16-bit uniform integers (about 4x faster than
 
 from __future__ import annotations
 
-import numpy as np
-
 from functools import lru_cache
 from statistics import NormalDist
+
+import numpy as np
 
 from perturbations.trajectory import Trajectory, check_severity, static_affines
 

@@ -63,7 +63,7 @@ class Trajectory:
         }
 
     @staticmethod
-    def from_dict(data: dict) -> "Trajectory":
+    def from_dict(data: dict) -> Trajectory:
         return Trajectory(
             name=data["perturbation"],
             severity=int(data["severity"]),

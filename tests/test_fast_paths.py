@@ -30,7 +30,7 @@ from perturbations.geometry import (
     pixel_grid,
 )
 from stabbench.errors import DataError, ModelError
-from stabbench.predictors.protocol import _label_dtype, _resize_nearest, normalize_output
+from stabbench.predictors.output import _label_dtype, _resize_nearest, normalize_output
 
 # ----------------------------------------------------------------------------- references (the replaced code)
 
@@ -349,7 +349,7 @@ def test_prefetch_same_results_and_errors(small_set, tmp_path):
     import shutil
 
     from stabbench.evaluation import evaluate
-    from stabbench.predictors.builtin import make_builtin
+    from stabbench.predictors.registry import make_builtin
     from stabbench.synth import open_set
 
     ds = open_set(small_set)

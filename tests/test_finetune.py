@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 import textwrap
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import perturbations as P
 from stabbench.cli import main
 from stabbench.datasets import list_sources
 from stabbench.models import build_model, count_parameters
-from stabbench.training.modelio import digest_state_dict
+from stabbench.training.outputs import digest_state_dict
 
 SIZE = "48x64"
 # small, fast settings shared by every run: 4 shapes images, batches of 2 + 2 pairs
@@ -83,16 +84,13 @@ def state_digest(out: Path) -> str:
 # ----------------------------------------------------------------------------- the model
 
 
-def test_tiny_unet_shapes_parameters_and_script() -> None:
+def test_tiny_unet_shapes_and_parameters() -> None:
     torch.manual_seed(0)
     net = build_model("tiny_unet", num_classes=3).eval()
     assert 100_000 <= count_parameters(net) <= 500_000
     x = torch.rand(2, 3, 37, 50)  # sizes that do not divide by 8
     with torch.no_grad():
-        out = net(x)
-        assert out.shape == (2, 3, 37, 50)
-        scripted = torch.jit.script(net)
-        assert torch.equal(scripted(x), out)
+        assert net(x).shape == (2, 3, 37, 50)  # (its torch.export round trip: test_finetune_writes_its_outputs)
     group = build_model("tiny_unet", num_classes=2, base=8, norm="group")
     assert group(torch.rand(1, 3, 16, 16)).shape == (1, 2, 16, 16)
     with pytest.raises(KeyError):
@@ -112,7 +110,7 @@ def coherent_run(data, tmp_path_factory) -> Path:
 
 def test_finetune_writes_its_outputs(coherent_run: Path) -> None:
     out = coherent_run
-    for name in ("model.pt", "model.stabbench.json", "state_dict.pt", "train_config.json", "train_log.csv",
+    for name in ("model.pt2", "model.stabbench.json", "state_dict.pt", "train_config.json", "train_log.csv",
                  "eval_log.csv", "checkpoint.pt"):
         assert (out / name).is_file(), name
     rows = read_csv(out / "train_log.csv")
@@ -135,9 +133,15 @@ def test_finetune_writes_its_outputs(coherent_run: Path) -> None:
     assert config["result"]["complete"] and config["result"]["steps"] == 4
     assert config["result"]["state_dict_sha256"] == state_digest(out)
     assert config["versions"]["torch"] == torch.__version__
-    # the model runs with the preprocessing it was trained with
-    scripted = torch.jit.load(str(out / "model.pt"))
-    assert scripted(torch.rand(1, 3, 48, 64)).shape == (1, 3, 48, 64)
+    assert config["input_size"] == [48, 64] and config["result"]["export"] == "torch.export"
+    # the exported program runs at any batch size, and matches the trained weights
+    program = torch.export.load(str(out / "model.pt2")).module()
+    net = build_model("tiny_unet", num_classes=3, base=8)
+    net.load_state_dict(torch.load(out / "state_dict.pt", weights_only=True))
+    x = torch.rand(3, 3, 48, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), net.eval()(x), rtol=1e-4, atol=1e-4)
+    assert program(x[:1]).shape == (1, 3, 48, 64)
 
 
 def test_eval_every_logs_metrics_and_eval_loads_the_export(coherent_run: Path, data, tmp_path: Path) -> None:
@@ -146,7 +150,7 @@ def test_eval_every_logs_metrics_and_eval_loads_the_export(coherent_run: Path, d
     for r in rows:
         for key in ("S_global", "S_boundary", "mIoU_syn"):
             assert 0.0 <= float(r[key]) <= 100.0
-    result = cli("eval", "--model", coherent_run / "model.pt", "--set", data["evalset"], "--out", tmp_path / "ev",
+    result = cli("eval", "--model", coherent_run / "model.pt2", "--set", data["evalset"], "--out", tmp_path / "ev",
                  "--no-leaderboard", "--no-plot", "-q")
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "ev" / "results.json").read_text())["metrics"]
@@ -200,17 +204,37 @@ def test_supervised_from_scratch_then_finetune_from_its_outputs(data, tmp_path: 
     rows = read_csv(base / "train_log.csv")
     assert len(rows) == 3 and float(rows[-1]["lr"]) < float(rows[0]["lr"])
     assert float(rows[-1]["seg"]) < float(rows[0]["seg"])
-    # the exported TorchScript file fine-tunes directly ...
-    args = ["finetune", *BASE, "--out", tmp_path / "ts", "--flow-cache", data["cache"], "--videos", data["videos"], "--max-steps", "1"]
-    args[args.index("builtin:tiny_unet,base=8")] = str(base / "model.pt")
-    from_ts = cli(*args)
-    assert from_ts.exit_code == 0, from_ts.output
-    assert json.loads((tmp_path / "ts" / "train_config.json").read_text())["model"]["kind"] == "torchscript"
-    # ... and so does the architecture with --weights
+    # the exported program is for inference: fine-tuning it is refused with the way to do it ...
+    args = ["finetune", *BASE, "--out", tmp_path / "pt2", "--flow-cache", data["cache"], "--videos", data["videos"], "--max-steps", "1"]
+    args[args.index("builtin:tiny_unet,base=8")] = str(base / "model.pt2")
+    from_pt2 = cli(*args)
+    assert from_pt2.exit_code == 5 and "--weights" in from_pt2.output and "state_dict.pt" in from_pt2.output
+    # ... the architecture with --weights (arch: and its builtin: alias) ...
     with_weights = finetune(data, tmp_path / "w", "--max-steps", "1", "--weights", base / "state_dict.pt")
     assert with_weights.exit_code == 0, with_weights.output
     info = json.loads((tmp_path / "w" / "train_config.json").read_text())["model"]
-    assert info["weights_sha256"] and info["kind"] == "builtin"
+    assert info["weights_sha256"] and info["kind"] == "arch" and info["id"] == "arch:tiny_unet,base=8,num_classes=3"
+    # ... and a legacy TorchScript archive still fine-tunes (read only: nothing writes TorchScript)
+    net = build_model("tiny_unet", num_classes=3, base=8)
+    net.load_state_dict(torch.load(base / "state_dict.pt", weights_only=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # making the legacy file is what is deprecated
+        torch.jit.save(torch.jit.script(net), str(tmp_path / "legacy.pt"))
+    args[args.index(str(base / "model.pt2"))] = str(tmp_path / "legacy.pt")
+    args[args.index(tmp_path / "pt2")] = tmp_path / "ts"
+    from_ts = cli(*args)
+    assert from_ts.exit_code == 0, from_ts.output
+    assert json.loads((tmp_path / "ts" / "train_config.json").read_text())["model"]["kind"] == "torchscript"
+    # eval loads the architecture with the trained weights, and scores what the exported program scores
+    runs = {}
+    for name, model in (("arch", ["arch:tiny_unet,base=8", "--weights", base / "state_dict.pt"]), ("pt2", [base / "model.pt2"])):
+        result = cli("eval", "--model", *model, "--set", data["evalset"], "--out", tmp_path / f"ev-{name}",
+                     "--no-leaderboard", "--no-plot", "-q", "--input-size", "48x64")
+        assert result.exit_code == 0, result.output
+        runs[name] = json.loads((tmp_path / f"ev-{name}" / "results.json").read_text())
+    assert runs["arch"]["model"]["weights_sha256"] and runs["arch"]["model"]["format"] == "arch"
+    for key in ("S_global", "S_boundary", "mIoU_syn"):
+        assert runs["arch"]["metrics"][key] == pytest.approx(runs["pt2"]["metrics"][key], abs=1e-6)
 
 
 def test_python_entry_model(data, tmp_path: Path, monkeypatch) -> None:
@@ -224,6 +248,13 @@ def test_python_entry_model(data, tmp_path: Path, monkeypatch) -> None:
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pt")
     result = cli(*[a if a != tmp_path / "entry" else tmp_path / "entry2" for a in args], "--weights", tmp_path / "bad.pt")
     assert result.exit_code == 5 and "do not fit" in result.output
+    # eval takes the same entry with the trained weights (--weights), and refuses ill-fitting ones
+    for weights, code in ((tmp_path / "entry" / "state_dict.pt", 0), (tmp_path / "bad.pt", 5)):
+        result = cli("eval", "--model", "fixtures_models:build", "--weights", weights, "--set", data["evalset"],
+                     "--out", tmp_path / f"ev-{code}", "--no-leaderboard", "--no-plot", "-q", "--activation", "softmax")
+        assert result.exit_code == code, result.output
+    results = json.loads((tmp_path / "ev-0" / "results.json").read_text())
+    assert results["model"]["format"] == "python-module" and results["model"]["weights"].endswith("state_dict.pt")
 
 
 # ----------------------------------------------------------------------------- bad inputs

@@ -15,7 +15,7 @@ import torch
 import fixtures_models as fm
 from stabbench.errors import EXIT_BAD_MODEL, ModelError, UsageError
 from stabbench.predictors import (
-    PredictorSpec,
+    ModelSpec,
     UnsafeLoadWarning,
     check_finite,
     load_predictor,
@@ -25,7 +25,7 @@ from stabbench.predictors import (
     spec_file_for,
 )
 from stabbench.metrics.functional import boundary_band
-from stabbench.predictors.builtin import parse_builtin
+from stabbench.predictors.registry import parse_builtin
 
 DAVIS_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "davis-sample"
 pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
@@ -201,7 +201,7 @@ def test_spec_file_beside_model_and_cli_override(tmp_path, frames):
     assert spec["std"] == [1.0, 1.0, 1.0] and info["preprocess_file"] == str(spec_file)
     src = info["preprocess_sources"]
     assert (src["input_size"], src["mean"], src["channels"], src["std"]) == (str(spec_file), "cli", "cli", "default")
-    assert PredictorSpec.from_dict(spec).to_dict() == spec  # round trip for the results
+    assert ModelSpec.from_dict(spec).to_dict() == spec  # round trip for the results
     labels, _, _ = run(str(tmp_path / "net.pt"), frames)  # 12x16 model input, labels back at 24x32
     assert labels.shape == (5, 24, 32)
 
@@ -215,10 +215,10 @@ def test_spec_file_beside_model_and_cli_override(tmp_path, frames):
 def test_prepare_frames_conventions():
     f = np.zeros((1, 2, 4, 3), np.uint8)
     f[..., 0] = 255  # pure red
-    spec = PredictorSpec(channels="bgr", layout="nhwc", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=(4, 8))
+    spec = ModelSpec(channels="bgr", layout="nhwc", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=(4, 8))
     x = prepare_frames(f, spec)
     assert x.shape == (1, 4, 8, 3) and np.allclose(x[..., 2], 1.0) and np.allclose(x[..., 0], -1.0)
-    assert prepare_frames(f, PredictorSpec(input_size=(4, 8), resize="none")).shape == (1, 3, 2, 4)
+    assert prepare_frames(f, ModelSpec(input_size=(4, 8), resize="none")).shape == (1, 3, 2, 4)
 
 
 # ----------------------------------------------------------------------------- output checks
@@ -228,7 +228,7 @@ def test_normalize_output_forms():
     probs = np.zeros((2, 3, 4, 5), np.float32)
     probs[:, 2, :, 3:] = 1
     labels, issues = normalize_output(probs, 2, 8, 10, num_classes=3)
-    assert labels.shape == (2, 8, 10) and labels.dtype == np.uint8 and issues == []
+    assert labels.shape == (2, 8, 10) and labels.dtype == np.uint8 and issues is None
     assert (labels[:, :, 7:] == 2).all() and (labels[:, :, :5] == 0).all()
     single = np.full((1, 1, 2, 2), 0.7, np.float32)
     assert (normalize_output(single, 1, 4, 4, num_classes=2, threshold=0.5)[0] == 1).all()
@@ -245,10 +245,10 @@ def test_foreground_classes_map_to_binary():
     predictor = fm.ThresholdPredictor()
     frames = np.zeros((2, 4, 4, 3), np.uint8)
     frames[:, :2, :, 0] = 200
-    spec = PredictorSpec.from_dict({"foreground_class": "0"}, source="test")
+    spec = ModelSpec.from_dict({"foreground_class": "0"}, source="test")
     labels, _ = predict_sequence(predictor, frames, spec=spec)
     assert labels.dtype == np.uint8 and (labels[:, :2] == 0).all() and (labels[:, 2:] == 1).all()
-    spec = PredictorSpec.from_dict({"foreground_class": [0, 1]}, source="test")
+    spec = ModelSpec.from_dict({"foreground_class": [0, 1]}, source="test")
     assert (predict_sequence(predictor, frames, spec=spec)[0] == 1).all()
 
 
@@ -268,10 +268,12 @@ def test_nan_and_inf_give_warnings(frames):
     out = np.ones((1, 2, 2, 2), np.float32)
     assert check_finite(out) is None
     out[0, 0, 0, 0], out[0, 1, 1, 1] = np.nan, -np.inf
-    assert check_finite(out).startswith("model output has 1 NaN and 1 Inf of 8 values")
+    found = check_finite(out)
+    assert (found.nan, found.inf, found.values) == (1, 1, 8)
+    assert str(found).startswith("model output has 1 NaN and 1 Inf of 8 values")
     labels, issues, _ = run("fixtures_models:NanPredictor", frames)
-    assert len(issues) == 3 and issues[0].startswith("frames 0..1: model output has 1 NaN and 1 Inf")  # one per call
-    assert issues[2].startswith("frame 4: ")
+    assert len(issues) == 3 and str(issues[0]).startswith("frames 0..1: model output has 1 NaN and 1 Inf")  # one per call
+    assert issues[0].frames == (0, 1) and str(issues[2]).startswith("frame 4: ")
     assert labels.shape == (5, 24, 32)
 
 

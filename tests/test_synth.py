@@ -22,6 +22,7 @@ from PIL import Image
 
 import perturbations as P
 import stabbench.synth.writer as writer
+from stabbench.fileio import temporary_name
 from stabbench.cli import main
 from stabbench.datasets import list_sources
 from stabbench.errors import DataError, OutputConflictError
@@ -353,15 +354,15 @@ def test_resume_after_interruption_inside_a_sequence(tmp_path: Path, monkeypatch
     out = tmp_path / "out"
     calls = {"n": 0}
 
-    def dying_write(path: Path, data: bytes) -> None:
+    def dying_write(path: Path, data: bytes, durable: bool = True) -> None:
         calls["n"] += 1
         if calls["n"] == 20:  # sequence 3 (6 files per sequence), its 2nd file
-            path.with_name(path.name + ".tmp").write_bytes(data[: len(data) // 2])
+            temporary_name(path).write_bytes(data[: len(data) // 2])
             raise KeyboardInterrupt
-        path.with_name(path.name + ".tmp").write_bytes(data)
-        os.replace(path.with_name(path.name + ".tmp"), path)
+        temporary_name(path).write_bytes(data)
+        os.replace(temporary_name(path), path)
 
-    monkeypatch.setattr(writer, "write_bytes_atomic", dying_write)
+    monkeypatch.setattr(writer.fileio, "atomic_write_bytes", dying_write)
     with pytest.raises(KeyboardInterrupt):
         api_synth(out, seed=2)
     monkeypatch.undo()

@@ -10,7 +10,6 @@ Binary datasets use ``0`` = background, ``1`` = foreground.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +17,9 @@ from typing import Callable
 
 import numpy as np
 
+from stabbench.conventions import IGNORE_LABEL  # re-exported: the datasets' label convention
 from stabbench.errors import DataError
-
-IGNORE_LABEL = 255
+from stabbench.fileio import sha256_file
 
 
 @dataclass(frozen=True)
@@ -137,14 +136,6 @@ def read_index_png(path: Path) -> np.ndarray:
             raise DataError(path, f"mask must be a one-channel (L or P) PNG, got mode {im.mode}")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(path, f"cannot decode mask ({exc.__class__.__name__}: {exc})") from None
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_root(root: str | Path | None, dataset: str) -> Path:

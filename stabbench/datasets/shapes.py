@@ -8,7 +8,6 @@ Everything is drawn from ``numpy.random.default_rng([seed, index])``.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import cv2
@@ -16,6 +15,7 @@ import numpy as np
 
 from stabbench.datasets import DatasetListing
 from stabbench.datasets.base import Sample
+from stabbench.fileio import sha256_bytes
 
 CLASSES = ("background", "blob", "polygon")
 
@@ -42,8 +42,8 @@ class ShapeSource:
             "seed": self.seed,
             "index": self.index,
             "size": [self.height, self.width],
-            "image_sha256": hashlib.sha256(sample.image.tobytes()).hexdigest(),
-            "label_sha256": hashlib.sha256(sample.label.tobytes()).hexdigest(),
+            "image_sha256": sha256_bytes(sample.image.tobytes()),
+            "label_sha256": sha256_bytes(sample.label.tobytes()),
         }
 
 

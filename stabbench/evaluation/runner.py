@@ -3,82 +3,14 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from stabbench.errors import ModelError, UsageError
+from stabbench.conventions import BAND_WIDTH
+from stabbench.errors import ModelError
+from stabbench.evaluation.state import EvalState, shard_indices
 from stabbench.metrics import ConfusionMeter, StabilityMeter
-
-
-@dataclass
-class EvalState:
-    """Everything an evaluation accumulated: mergeable counts plus bookkeeping.
-
-    ``groups`` maps a sequence id to ``(perturbation, severity)``; ``label_counts`` counts
-    predicted labels (for the "one class everywhere" sanity check); ``warnings`` are the
-    model-output warnings (NaN/Inf, ...), each prefixed with the sequence id.
-    """
-
-    stability: StabilityMeter
-    confusion: ConfusionMeter
-    groups: dict[str, tuple[str, int]] = field(default_factory=dict)
-    label_counts: dict[int, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    def merge(self, other: "EvalState") -> "EvalState":
-        overlap = self.groups.keys() & other.groups.keys()
-        if overlap:
-            raise ValueError(f"shards overlap: sequence {sorted(overlap)[0]} is in both")
-        counts = dict(self.label_counts)
-        for k, v in other.label_counts.items():
-            counts[k] = counts.get(k, 0) + v
-        return EvalState(
-            self.stability.merge(other.stability),
-            self.confusion.merge(other.confusion),
-            {**self.groups, **other.groups},
-            counts,
-            self.warnings + other.warnings,
-        )
-
-    def state_dict(self) -> dict:
-        return {
-            "stability": self.stability.state_dict(),
-            "confusion": self.confusion.state_dict(),
-            "groups": {k: list(v) for k, v in sorted(self.groups.items())},
-            "label_counts": {str(k): v for k, v in sorted(self.label_counts.items())},
-            "warnings": list(self.warnings),
-        }
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> "EvalState":
-        return cls(
-            StabilityMeter.from_state_dict(state["stability"]),
-            ConfusionMeter.from_state_dict(state["confusion"]),
-            {k: (v[0], int(v[1])) for k, v in state["groups"].items()},
-            {int(k): int(v) for k, v in state["label_counts"].items()},
-            list(state["warnings"]),
-        )
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``; ``None`` -> ``(0, 1)``."""
-    if text is None:
-        return 0, 1
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard must be i/n (e.g. 0/4), got {text!r}") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise UsageError(f"--shard i/n needs 0 <= i < n, got {text!r}")
-    return i, n
-
-
-def shard_indices(num_sequences: int, shard: tuple[int, int]) -> range:
-    """Sequences of shard ``(i, n)``: indices ``i, i+n, i+2n, ...`` (balanced over severities)."""
-    i, n = shard
-    return range(i, num_sequences, n)
 
 
 def evaluate(
@@ -86,7 +18,7 @@ def evaluate(
     dataset,
     *,
     spec=None,
-    band_width: int = 15,
+    band_width: int = BAND_WIDTH,
     batch_size: int | None = None,
     shard: tuple[int, int] = (0, 1),
     progress: Callable[[int, int], None] | None = None,
@@ -115,8 +47,9 @@ def evaluate(
             ahead = None
             if pool is not None and done + 1 < len(indices):
                 ahead = pool.submit(_load_sequence, dataset, indices[done + 1])
-            labels, issues = predict_sequence(predictor, frames, spec=spec, sequence=seq, batch_size=batch_size)
-            state.warnings += [f"{seq.id}: {m}" for m in issues]
+            labels, non_finite = predict_sequence(predictor, frames, spec=spec, sequence=seq, batch_size=batch_size)
+            state.non_finite += len(non_finite)
+            state.warnings += [f"{seq.id}: {issue}" for issue in non_finite]
             check_label_range(labels, num_classes, seq.id)
             accumulate_sequence(state, seq, labels, masks)
             del frames, masks, labels  # only the sequence read ahead stays while progress runs

@@ -45,12 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stabbench.conventions import BAND_WIDTH
 from stabbench.losses._checks import check_4d, check_labels, check_mask, check_real, check_same_bhw, check_width
 from stabbench.losses.lovasz import _lovasz_softmax
 from stabbench.losses.warp import warp_backward
 
-#: The paper's band width (px) and confidence threshold (VHS / DAVIS settings).
-BAND_WIDTH = 15
+#: The paper's confidence threshold (VHS / DAVIS settings); the band width is in conventions.
 BETA = 5e-2
 
 

@@ -25,10 +25,8 @@ from functools import cached_property, lru_cache
 import cv2
 import numpy as np
 
-#: Label of "no ground truth" pixels (as :data:`stabbench.datasets.base.IGNORE_LABEL`).
-IGNORE_LABEL = 255
-#: Width (px) of the boundary band of S_boundary (method.md: "15 px width").
-BAND_WIDTH = 15
+from stabbench.conventions import BAND_WIDTH, IGNORE_LABEL
+
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 

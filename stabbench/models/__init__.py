@@ -1,12 +1,12 @@
-"""Built-in segmentation architectures (``stabbench finetune --model builtin:NAME``).
+"""Built-in trainable architectures (``--model arch:NAME[,key=value,...]``).
 
     >>> from stabbench.models import build_model
     >>> net = build_model("tiny_unet", num_classes=3)          # fresh init (seed torch first)
     >>> net = build_model("tiny_unet", num_classes=2, base=8)  # options: see each class
 
 Every built-in takes ``x = pixel / 255`` (RGB, NCHW; normalisation is inside the model) and
-returns logits ``[B, num_classes, H, W]`` at the input resolution; every one is
-TorchScript-scriptable, so a trained model exports to a file ``stabbench eval`` loads.
+returns logits ``[B, num_classes, H, W]`` at the input resolution (:data:`ARCH_SPEC`), and
+exports with ``torch.export`` to a ``.pt2`` that ``stabbench eval`` loads.
 
 ==============  ==========================================================================
 name            what it is
@@ -22,6 +22,17 @@ from __future__ import annotations
 from typing import Any, Callable
 
 MODEL_NAMES = ("tiny_unet",)
+
+#: The pre/post-processing of every built-in architecture (a :class:`~stabbench.predictors.spec.ModelSpec` layer).
+ARCH_SPEC = {
+    "resize": "stretch",
+    "scale": 1.0 / 255.0,
+    "mean": (0.0, 0.0, 0.0),
+    "std": (1.0, 1.0, 1.0),
+    "channels": "rgb",
+    "layout": "nchw",
+    "activation": "softmax",
+}
 
 
 def _registry() -> dict[str, Callable[..., Any]]:
@@ -48,4 +59,4 @@ def count_parameters(model) -> int:
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
-__all__ = ["MODEL_NAMES", "build_model", "count_parameters"]
+__all__ = ["ARCH_SPEC", "MODEL_NAMES", "build_model", "count_parameters"]

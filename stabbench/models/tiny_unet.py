@@ -14,12 +14,10 @@ Architecture (defaults ``base=16, depth=3``: 488,035 parameters for 3 classes)::
     head     conv1x1(16 -> num_classes)
 
 ``norm``: ``batch`` (BatchNorm2d, the default) or ``group`` (GroupNorm, 8 groups or fewer).
-The whole module is TorchScript-scriptable (``torch.jit.script``).
+The whole module exports with ``torch.export`` (batch, height and width dynamic).
 """
 
 from __future__ import annotations
-
-from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +76,7 @@ class TinyUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
         x = self.stem(x)
-        skips: List[torch.Tensor] = []
+        skips: list[torch.Tensor] = []
         for block in self.down:
             skips.append(x)
             x = block(F.max_pool2d(x, 2, ceil_mode=True))

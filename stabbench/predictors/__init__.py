@@ -12,7 +12,7 @@ model that wants one at a time sets ``max_batch = 1``). Example, ``mymodels.py``
 
     class MyModel:                                   # --model mymodels:MyModel
         def __init__(self):
-            self.net, self.state = torch.jit.load("net.pt").eval(), None
+            self.net, self.state = torch.export.load("net.pt2").module(), None
         def reset(self):                             # optional: a new sequence starts
             self.state = None
         @torch.no_grad()
@@ -21,52 +21,58 @@ model that wants one at a time sets ``max_batch = 1``). Example, ``mymodels.py``
             logits, self.state = self.net(x, self.state)
             return logits.softmax(1).numpy()         # float32 [B, C, H, W]
 
-Model files need no code: ``--model net.pt`` (TorchScript), ``net.pt2`` (``torch.export``),
-``net.onnx`` (onnxruntime), ``net.tflite`` (ai-edge-litert), with the pre/post-processing
-from the options or ``net.stabbench.json`` beside the file (see :class:`PredictorSpec`);
-``builtin:NAME`` gives reference predictors (see :mod:`stabbench.predictors.builtin`).
+Model files need no code: ``--model net.pt2`` (``torch.export``), ``net.onnx``
+(onnxruntime), ``net.tflite`` (ai-edge-litert), ``net.pt`` (legacy TorchScript, read only),
+with the pre/post-processing from the options or ``net.stabbench.json`` beside the file (see
+:class:`ModelSpec`); ``builtin:NAME`` gives reference predictors, ``arch:NAME`` a built-in
+architecture (with ``--weights``).
+
+Modules, in dependency order (no module imports one below it):
+
+=============  ===========================================================================
+spec           :class:`ModelSpec`, the spec file, :func:`prepare_frames` (the input side)
+output         output normalisation: scores / labels -> labels of the frame size
+contract       the :class:`Predictor` protocol and :func:`predict_sequence`
+runtimes       wrappers: ``nn.Module`` / ONNX / TFLite as predictors
+formats        model files -> runnable objects (+ the ``.pt2`` safety scan)
+oracles        ground-truth reference predictors
+mediapipe      MediaPipe's selfie segmenter
+registry       ``builtin:`` names, their parameters, the reference parser
+resolver       ``--model`` -> a predictor (eval) or an ``nn.Module`` (finetune)
+=============  ===========================================================================
 
 For the runner::
 
     loaded = load_predictor(model, overrides=cli_options, allow_pickle=flag)  # .info -> results
-    labels, warnings = predict_sequence(loaded.predictor, seq.frames(), spec=loaded.spec,
-                                        sequence=seq, batch_size=8)
+    labels, non_finite = predict_sequence(loaded.predictor, seq.frames(), spec=loaded.spec,
+                                          sequence=seq, batch_size=8)
 """
 
-from stabbench.predictors.builtin import BUILTINS, describe_builtins, mediapipe_model_path
-from stabbench.predictors.loaders import (
-    LoadedModel,
-    OnnxPredictor,
-    TflitePredictor,
-    TorchPredictor,
-    load_predictor,
-    prepare_frames,
-)
-from stabbench.predictors.protocol import (
-    SPEC_FILE_SUFFIX,
-    Predictor,
-    PredictorSpec,
-    UnsafeLoadWarning,
-    check_finite,
-    map_foreground,
-    normalize_output,
-    predict_sequence,
-    spec_file_for,
-)
+from stabbench.predictors.contract import Predictor, predict_sequence
+from stabbench.predictors.formats import UnsafeLoadWarning
+from stabbench.predictors.mediapipe import mediapipe_model_path
+from stabbench.predictors.output import NonFinite, check_finite, map_foreground, normalize_output
+from stabbench.predictors.registry import BUILTINS, describe_builtins
+from stabbench.predictors.resolver import LoadedModel, TrainableModel, load_predictor, load_trainable
+from stabbench.predictors.runtimes import OnnxPredictor, TflitePredictor, TorchPredictor
+from stabbench.predictors.spec import SPEC_FILE_SUFFIX, ModelSpec, prepare_frames, spec_file_for
 
 __all__ = [
     "BUILTINS",
     "LoadedModel",
+    "ModelSpec",
+    "NonFinite",
     "OnnxPredictor",
     "Predictor",
-    "PredictorSpec",
     "SPEC_FILE_SUFFIX",
     "TflitePredictor",
     "TorchPredictor",
+    "TrainableModel",
     "UnsafeLoadWarning",
     "check_finite",
     "describe_builtins",
     "load_predictor",
+    "load_trainable",
     "map_foreground",
     "mediapipe_model_path",
     "normalize_output",

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from stabbench.errors import DataError
+from stabbench.errors import EXIT_CHECK_FAILED, EXIT_OK, DataError, UsageError
 from stabbench.report.leaderboard import METRICS, read_rows
 
 
@@ -74,6 +74,46 @@ def select_row(path: Path, model: str | None) -> dict:
     if model is None and len({r["model"] for r in rows}) > 1:
         raise DataError(path, "several models in this leaderboard; name one with --model / --baseline-model")
     return rows[-1]
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """The outcome of ``stabbench gate``: every check, the lines to print, the exit code."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def failed(self) -> int:
+        return sum(not c.passed for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every check passed, 1 when one fell short."""
+        return EXIT_CHECK_FAILED if self.failed else EXIT_OK
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{'ok  ' if c.passed else 'FAIL'} {c.metric:<11} {c.value:8.3f}  required >= {c.required:8.3f} "
+            f"({c.source})  margin {c.margin:+.3f}"
+            for c in self.checks
+        ]
+        n = len(self.checks)
+        out.append(f"gate: {self.failed} of {n} checks fell short" if self.failed else f"gate: all {n} checks passed")
+        return out
+
+
+def gate(result_path: Path, model: str | None, thresholds: tuple[str, ...], baseline: Path | None,
+         baseline_model: str | None, tolerance: float) -> GateReport:
+    """Load the result (and baseline) and run every check; UsageError for bad thresholds or nothing to check."""
+    try:
+        parsed = [parse_threshold(t) for t in thresholds]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not parsed and baseline is None:
+        raise UsageError("nothing to check: give --min METRIC=VALUE and/or --baseline")
+    result = load_metrics(result_path, model)
+    base = load_metrics(baseline, baseline_model) if baseline is not None else None
+    return GateReport(tuple(run_checks(result, parsed, base, f"baseline {baseline_model or baseline}", tolerance)))
 
 
 def run_checks(

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 from stabbench.errors import DataError, OutputConflictError
+from stabbench.fileio import atomic_write_text
 
 COLUMNS = (
     "model",
@@ -100,6 +100,4 @@ def upsert_row(path: Path, row: dict, replace: bool = False, timeout: float = 60
                 f"(protocol {row.get('protocol_version')}); pass --replace to replace it"
             )
         rows = [r for i, r in enumerate(rows) if i not in hits] + [row]
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(format_rows(rows))
-        os.replace(tmp, path)
+        atomic_write_text(path, format_rows(rows))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from stabbench.fileio import atomic_write
+
 
 def plot_stability_vs_severity(rows: list[dict], path: Path, title: str = "") -> bool:
     """Write the plot; return False (with a warning) when matplotlib is not installed.
@@ -36,9 +38,8 @@ def plot_stability_vs_severity(rows: list[dict], path: Path, title: str = "") ->
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(Path(path), lambda handle: fig.savefig(handle, format="png", dpi=100, metadata={"Software": None}))
+    finally:
+        plt.close(fig)
     return True

@@ -15,16 +15,16 @@ goes to the leaderboard row (``SOURCE_DATE_EPOCH`` fixes it).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from stabbench.errors import DataError, OutputConflictError
+from stabbench.fileio import sha256_file
 from stabbench.metrics import sequence_rows, summarize
 
 RESULTS_FORMAT = "stabbench-results"
@@ -37,7 +37,7 @@ def set_info(dataset) -> dict:
     manifest = dataset.root / "manifest.json"
     return {
         "path": str(dataset.root),
-        "sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        "sha256": sha256_file(manifest),
         "dataset": dataset.config["dataset"],
         "protocol": dataset.config["protocol"],
         "protocol_version": dataset.protocol_version,
@@ -55,9 +55,9 @@ def sanity_warnings(headline: dict, state) -> list[str]:
         out.append(f"the model predicted class {used[0]} everywhere: S is trivially 100 and means nothing")
     if headline["S_global"] >= 99.99 and headline["mIoU_syn"] < 5.0:
         out.append(f"S_global={headline['S_global']:.2f} with mIoU(syn)={headline['mIoU_syn']:.2f}: stable but wrong")
-    nonfinite = [w for w in state.warnings if "NaN" in w or "Inf" in w or "non-finite" in w]
-    if nonfinite:
-        out.append(f"{len(nonfinite)} model outputs had NaN or Inf (first: {nonfinite[0]})")
+    if state.non_finite:
+        first = state.warnings[0] if state.warnings else ""
+        out.append(f"{state.non_finite} model outputs had NaN or Inf (first: {first})")
     for key in HEADLINE:
         if isinstance(headline[key], float) and math.isnan(headline[key]):
             out.append(f"{key} is NaN (no pixel counted)")
@@ -70,12 +70,8 @@ def build_results(state, model_info: dict, set_meta: dict, band_width: int, shar
 
     overall = summarize(state.stability, state.confusion)
     headline = {"S_global": overall["S_global"], "S_boundary": overall["S_boundary"], "mIoU_syn": overall["mIoU"]}
-    groups = {k: f"{p}|{s}" for k, (p, s) in state.groups.items()}
-    by_group = summarize(state.stability, state.confusion, groups)
-    per_ps = []
-    for key, vals in by_group.items():
-        pert, sev = key.split("|")
-        per_ps.append({"perturbation": pert, "severity": int(sev), **_row_metrics(vals)})
+    by_group = summarize(state.stability, state.confusion, state.groups)
+    per_ps = [{"perturbation": pert, "severity": int(sev), **_row_metrics(vals)} for (pert, sev), vals in by_group.items()]
     per_ps.sort(key=lambda r: (r["perturbation"], r["severity"]))
     per_seq = [
         {**row, "perturbation": state.groups[row["sequence"]][0], "severity": state.groups[row["sequence"]][1]}
@@ -214,5 +210,5 @@ def leaderboard_row(results: dict) -> dict:
 def run_date() -> str:
     """UTC now, or ``SOURCE_DATE_EPOCH`` when set (reproducible builds convention)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    when = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
     return when.replace(microsecond=0).isoformat()

@@ -29,8 +29,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from perturbations import PERTURBATION_NAMES, SEVERITIES
-from perturbations import PROTOCOL_VERSION, make_trajectory, render_sequence
+from perturbations import PERTURBATION_NAMES, PROTOCOL_VERSION, SEVERITIES, make_trajectory, render_sequence
+from stabbench import fileio
 from stabbench.errors import OutputConflictError
 from stabbench.synth.plan import SequencePlan, plan_sequences
 
@@ -81,27 +81,15 @@ class SynthReport:
 
 
 def versions() -> dict:
-    from stabbench import __version__
-
-    return {
-        "stabbench": __version__,
-        "protocol": PROTOCOL_VERSION,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-    }
+    """The version stamp of a set (no Python version: it does not change the bytes)."""
+    stamp = fileio.versions()
+    del stamp["python"]
+    return {**stamp, "protocol": PROTOCOL_VERSION}
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as sorted, indented JSON via a temporary file and ``os.replace``."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write ``data`` as sorted, indented JSON, atomically and durably."""
+    fileio.atomic_write_json(path, data)
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -216,8 +204,8 @@ def write_sequence(out: Path, plan: SequencePlan, sample, source_info: dict, con
         for key, array in (("frame", frame), ("mask", mask)):
             data = encode_png(array)
             name = f"{key}_{k:02d}.png"
-            write_bytes_atomic(folder / name, data)
-            item.update({key: name, key + "_bytes": len(data), key + "_sha256": _sha256(data)})
+            fileio.atomic_write_bytes(folder / name, data, durable=False)
+            item.update({key: name, key + "_bytes": len(data), key + "_sha256": fileio.sha256_bytes(data)})
         frames.append(item)
     record = {
         "id": folder.name,
@@ -229,12 +217,6 @@ def write_sequence(out: Path, plan: SequencePlan, sample, source_info: dict, con
     }
     write_json_atomic(folder / SEQUENCE_FILE, record)
     return record
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def synthesize(
@@ -291,12 +273,15 @@ def write_manifest(out: Path, run: dict, classes, plans: list[SequencePlan]) -> 
     marker = "\x00sequences\x00"
     head = dict(run, classes=list(classes), num_sequences=len(plans), sequences=marker)
     prefix, suffix = json.dumps(head, indent=1, sort_keys=True).split(json.dumps(marker))
-    tmp = out / (MANIFEST_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(prefix)
+
+    def write(f) -> None:
+        f.write(prefix.encode())
         for i, plan in enumerate(plans):
             record = json.loads((sequence_dir(out, plan.index) / SEQUENCE_FILE).read_text())
-            f.write(("[\n  " if i == 0 else ",\n  ") + json.dumps(record, indent=1, sort_keys=True).replace("\n", "\n  "))
-        f.write("\n ]" if plans else "[]")
-        f.write(suffix + "\n")
-    os.replace(tmp, out / MANIFEST_FILE)
+            text = json.dumps(record, indent=1, sort_keys=True).replace("\n", "\n  ")
+            f.write((("[\n  " if i == 0 else ",\n  ") + text).encode())
+        f.write(("\n ]" if plans else "[]").encode())
+        f.write((suffix + "\n").encode())
+
+    os.sync()  # the frames (written without fsync) reach the disk before the manifest publishes the set
+    fileio.atomic_write(out / MANIFEST_FILE, write)

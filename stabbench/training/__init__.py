@@ -2,24 +2,105 @@
 training of a baseline from scratch (the same command without ``--videos``).
 
     >>> from stabbench.training import TrainConfig, run_training
-    >>> cfg = TrainConfig(model="builtin:tiny_unet", out="ft", dataset="shapes",
+    >>> cfg = TrainConfig(model="arch:tiny_unet", out="ft", dataset="shapes",
     ...                   dataset_options={"num_images": 8}, videos=("clips/",))   # doctest: +SKIP
     >>> result = run_training(cfg)                                                   # doctest: +SKIP
 
-Modules: :mod:`~stabbench.training.config` (settings), :mod:`~stabbench.training.data`
-(labelled images, video pairs + flow, seeded data order), :mod:`~stabbench.training.modelio`
-(loading ``--model``, output checks, TorchScript export), :mod:`~stabbench.training.trainer`
-(the loop, logs, checkpoints, resume, periodic stability evaluation).
+Modules, in dependency order: :mod:`~stabbench.training.config` (settings),
+:mod:`~stabbench.training.data` (labelled images, video pairs as :class:`PairItem`, the seeded
+data order), :mod:`~stabbench.training.run` (building a run: an immutable :class:`TrainRun`
+and the mutable :class:`TrainState`), :mod:`~stabbench.training.checkpoint` (checkpoints,
+resume), :mod:`~stabbench.training.loop` (the step, with an optional :class:`StageTimer`,
+periodic evaluation), :mod:`~stabbench.training.outputs` (folder, logs, provenance, export to
+``torch.export`` and ONNX); :func:`run_training` (here) is the loop that ties them.
 """
 
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from stabbench.training.config import TrainConfig, lr_at
+from stabbench.training.run import Progress
 
 
-def run_training(config, *, resume: bool = False, overwrite: bool = False):
-    """See :func:`stabbench.training.trainer.run_training`."""
-    from stabbench.training.trainer import run_training as _run
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    epochs_done: int
+    final_losses: dict = field(default_factory=dict)
+    last_eval: dict | None = None
+    stopped_early: bool = False
 
-    return _run(config, resume=resume, overwrite=overwrite)
+
+def run_training(config: TrainConfig, *, resume: bool = False, overwrite: bool = False, onnx: bool = False,
+                 progress: Progress | None = None, on_step=None) -> TrainResult:
+    """Build the run, restore its checkpoint (``resume``), train, evaluate, checkpoint, export.
+
+    ``progress(stage, done, total)`` reports setup stages, ``"eval"`` and ``"train"``;
+    ``on_step(step, epoch, losses)`` is called after every step (the CLI shows the losses).
+    """
+    from stabbench.training import checkpoint as ckpt
+    from stabbench.training import outputs
+    from stabbench.training.loop import evaluate_run, train_step
+    from stabbench.training.run import build_run, new_state
+
+    out = Path(config.out)
+    outputs.prepare_out_dir(out, resume=resume, overwrite=overwrite)
+    saved = ckpt.read_checkpoint(out) if resume else None
+    if saved is not None:
+        ckpt.check_resumable(saved, config, out)
+    run = build_run(config, out, progress=progress)
+    state = new_state(run)
+    train_log = outputs.CsvLog(out / outputs.TRAIN_LOG, outputs.TRAIN_COLUMNS)
+    eval_log = outputs.CsvLog(out / outputs.EVAL_LOG, outputs.EVAL_COLUMNS)
+    if saved is not None:
+        ckpt.restore(run, state, saved)
+        train_log.truncate_after(state.order.global_step)
+        eval_log.truncate_after(state.order.global_step)
+    outputs.write_provenance(run, state)
+
+    def evaluate() -> None:
+        report = None if progress is None else (lambda done, total: progress("eval", done, total))
+        row = evaluate_run(run, state, report)
+        eval_log.append({**row, **{k: outputs.fmt(row[k]) for k in ("S_global", "S_boundary", "mIoU_syn")},
+                         "eval_time_s": f"{row['eval_time_s']:.3f}"})
+
+    order = state.order
+    stop_at = run.total_steps if config.max_steps is None else min(run.total_steps, config.max_steps)
+    last: dict = {}
+    try:
+        while order.global_step < stop_at:
+            t0 = time.perf_counter()
+            epoch = order.epoch
+            last = train_step(run, state)
+            epoch_done = order.advance()
+            dt = time.perf_counter() - t0
+            state.elapsed += dt
+            train_log.append({"step": order.global_step, "epoch": epoch + 1, "lr": outputs.fmt(last["lr"]),
+                              **{k: outputs.fmt(last[k]) for k in ("total", "seg", "bc", "gc")},
+                              "step_time_s": f"{dt:.4f}", "elapsed_s": f"{state.elapsed:.3f}"})
+            if progress is not None:
+                progress("train", order.global_step, run.total_steps)
+            if on_step is not None:
+                on_step(order.global_step, epoch + 1, last)
+            if config.eval_every and order.global_step % config.eval_every == 0:
+                evaluate()
+            if epoch_done or (config.checkpoint_every and order.global_step % config.checkpoint_every == 0):
+                ckpt.save_checkpoint(run, state)
+    except KeyboardInterrupt:
+        print(f"stabbench: training interrupted after step {order.global_step}; the last checkpoint is in "
+              f"{out / ckpt.CHECKPOINT}: continue with the same command plus --resume", file=sys.stderr)
+        raise
+    if run.eval_set is not None and state.last_eval_step != order.global_step:
+        evaluate()
+    ckpt.save_checkpoint(run, state)  # the position (and the last evaluated step) at the end
+    written = outputs.write_model(run, onnx=onnx)
+    outputs.write_provenance(run, state, final=written)
+    return TrainResult(out, order.global_step, order.epoch, last, state.last_eval, order.global_step < run.total_steps)
 
 
-__all__ = ["TrainConfig", "lr_at", "run_training"]
+__all__ = ["TrainConfig", "TrainResult", "lr_at", "run_training"]

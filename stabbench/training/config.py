@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from stabbench.conventions import BAND_WIDTH
+
 SEG_LOSSES = ("ce", "lovasz", "ce+lovasz")
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "poly", "cosine")
@@ -36,7 +38,7 @@ class TrainConfig:
     max_steps: int | None = None
     batch_labeled: int = 12
     batch_pairs: int = 6
-    width: int = 15
+    width: int = BAND_WIDTH
     beta: float = 5e-2
     lambda_bc: float = 1.0
     lambda_gc: float = 5e-5

@@ -24,8 +24,9 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from stabbench.datasets.base import IGNORE_LABEL
+from stabbench.conventions import IGNORE_LABEL
 from stabbench.errors import DataError
+from stabbench.flow.dis import PairFlow
 
 #: Decoded training data kept in memory (labelled images, video pairs with flow), bytes.
 MEMORY_BUDGET = 2 << 30
@@ -137,30 +138,47 @@ def augment_labeled(image: np.ndarray, label: np.ndarray, rng: np.random.Generat
     return np.ascontiguousarray(image), np.ascontiguousarray(label)
 
 
-@dataclass
-class PairBatch:
-    """A batch of video pairs at the training size (NumPy; the trainer makes tensors).
+@dataclass(frozen=True)
+class PairItem:
+    """One video pair at the training size, from the flow cache to the loss.
 
-    ``frames_t``/``frames_t1``: ``(B, H, W, 3)`` uint8; ``flow_fw``/``flow_bw``:
-    ``(B, H, W, 2)`` float32 (``[..., 0] = dx``); ``valid_fw``/``valid_bw``: ``(B, H, W)`` bool.
-    The four flow fields are ``None`` in a frames-only batch (``PairData.batch(with_flow=False)``).
+    ``frame_t``, ``frame_t1``: ``(H, W, 3)`` uint8 RGB; ``flow``: the cache's
+    :class:`~stabbench.flow.PairFlow` (``(H, W, 2)`` float32 flows, ``[..., 0] = dx``, and
+    ``(H, W)`` bool validity, both directions).
     """
+
+    frame_t: np.ndarray
+    frame_t1: np.ndarray
+    flow: PairFlow
+
+    def flipped(self) -> PairItem:
+        """Mirrored left-right: frames, validity and flows flipped, ``dx`` negated."""
+        fw, bw = self.flow.flow_fw[:, ::-1].copy(), self.flow.flow_bw[:, ::-1].copy()
+        fw[..., 0] *= -1
+        bw[..., 0] *= -1
+        flow = PairFlow(fw, self.flow.valid_fw[:, ::-1].copy(), bw, self.flow.valid_bw[:, ::-1].copy())
+        return PairItem(self.frame_t[:, ::-1].copy(), self.frame_t1[:, ::-1].copy(), flow)
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """Pairs stacked: ``frames_t``/``frames_t1`` ``(B, H, W, 3)`` uint8 and ``flow``, a
+    :class:`~stabbench.flow.PairFlow` of ``(B, ...)`` arrays, or ``None`` in a frames-only
+    batch (the control run, which forwards the frames but never uses the flow)."""
 
     frames_t: np.ndarray
     frames_t1: np.ndarray
-    flow_fw: np.ndarray
-    valid_fw: np.ndarray
-    flow_bw: np.ndarray
-    valid_bw: np.ndarray
+    flow: PairFlow | None
 
 
-def flip_pair(pair: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-    """Mirror a pair left-right: frames, masks and flows flipped, ``dx`` negated."""
-    frame_t, frame_t1, flow_fw, valid_fw, flow_bw, valid_bw = pair
-    fw, bw = flow_fw[:, ::-1].copy(), flow_bw[:, ::-1].copy()
-    fw[..., 0] *= -1
-    bw[..., 0] *= -1
-    return (frame_t[:, ::-1].copy(), frame_t1[:, ::-1].copy(), fw, valid_fw[:, ::-1].copy(), bw, valid_bw[:, ::-1].copy())
+def stack_pairs(items: list[PairItem], *, with_flow: bool = True) -> PairBatch:
+    """Stack ``items`` into a :class:`PairBatch` (the flow only ``with_flow``)."""
+    frames_t = np.stack([it.frame_t for it in items])
+    frames_t1 = np.stack([it.frame_t1 for it in items])
+    if not with_flow:
+        return PairBatch(frames_t, frames_t1, None)
+    flow = PairFlow(*(np.stack([getattr(it.flow, name) for it in items]) for name in PairFlow._fields))
+    return PairBatch(frames_t, frames_t1, flow)
 
 
 class PairData:
@@ -182,12 +200,12 @@ class PairData:
             raise DataError(videos[0].path, "no frame pairs could be sampled from the videos")
         per_pair = self.size[0] * self.size[1] * (3 * 2 + 2 * 2 * 4 + 2)
         self._budget_items = max(1, budget // per_pair)
-        self._memory: OrderedDict[int, tuple[np.ndarray, ...]] = OrderedDict()
+        self._memory: OrderedDict[int, PairItem] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.refs)
 
-    def _compute(self, i: int) -> tuple[np.ndarray, ...]:
+    def _compute(self, i: int) -> PairItem:
         ref = self.refs[i]
         frame_t, frame_t1 = ref.load()
         frame_t, frame_t1 = resize_image(frame_t, self.size), resize_image(frame_t1, self.size)
@@ -195,10 +213,10 @@ class PairData:
             flow = self.cache.get_or_compute(frame_t, frame_t1, self.params)
         except ValueError as exc:
             raise DataError(ref.video.path, f"cannot compute the flow of frames {ref.t}, {ref.t + 1} ({exc})") from None
-        return frame_t, frame_t1, flow.flow_fw, flow.valid_fw, flow.flow_bw, flow.valid_bw
+        return PairItem(frame_t, frame_t1, flow)
 
-    def get(self, i: int) -> tuple[np.ndarray, ...]:
-        """``(frame_t, frame_t1, flow_fw, valid_fw, flow_bw, valid_bw)`` of pair ``i``."""
+    def get(self, i: int) -> PairItem:
+        """The :class:`PairItem` of pair ``i``."""
         item = self._memory.get(i)
         if item is not None:
             self._memory.move_to_end(i)
@@ -218,19 +236,9 @@ class PairData:
 
     def batch(self, indices: list[int], flips: list[bool], *, with_flow: bool = True) -> PairBatch:
         """The pairs ``indices`` (each mirrored where ``flips``); ``with_flow=False`` (the control
-        run) stacks only the frames: the flow fields of the batch are then ``None``."""
-        items = []
-        for i, flip in zip(indices, flips):
-            item = self.get(i)
-            if not with_flow:
-                item = item[:2]
-                if flip:
-                    item = (item[0][:, ::-1].copy(), item[1][:, ::-1].copy())
-            elif flip:
-                item = flip_pair(item)
-            items.append(item)
-        stacked = [np.stack([it[k] for it in items]) for k in range(len(items[0]))]
-        return PairBatch(*stacked, *([None] * (6 - len(stacked))))
+        run) stacks only the frames."""
+        items = [self.get(i) for i in indices]
+        return stack_pairs([it.flipped() if flip else it for it, flip in zip(items, flips)], with_flow=with_flow)
 
     def describe(self) -> list[dict]:
         """Per video: path, kind, frame count, sampled pairs and a sha256 of the frames used."""
@@ -248,7 +256,7 @@ class PairData:
 
 
 def _video_checksum(video, starts: list[int]) -> str:
-    from stabbench.datasets.base import sha256_file
+    from stabbench.fileio import sha256_file
 
     if video.kind == "file":
         return sha256_file(video.path)

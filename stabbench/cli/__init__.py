@@ -1,0 +1,36 @@
+"""The ``stabbench`` command line: one module per command group, option groups in :mod:`.common`.
+
+Exit codes (see :mod:`stabbench.errors`): 0 ok, 1 a check failed, 2 usage error,
+3 bad input data, 4 output conflict, 5 bad model, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import click
+
+from stabbench.cli.evaluate import eval_cmd, merge
+from stabbench.cli.finetune import finetune
+from stabbench.cli.gate import gate, leaderboard_cmd
+from stabbench.cli.synth import info, synth
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="stabbench", message="%(prog)s %(version)s")
+def main():
+    """Benchmark the temporal stability of video segmentation models.
+
+    \b
+    stabbench synth        build synthetic sequences with exactly known flow
+    stabbench info         summarise (and verify) a synthetic set
+    stabbench eval         evaluate a model's stability on a synthetic set
+    stabbench merge        merge sharded eval results
+    stabbench gate         fail (exit 1) when a result falls short of thresholds/baseline
+    stabbench leaderboard  print a leaderboard CSV
+    stabbench finetune     fine-tune a model with the Coherent Loss (or train one from scratch)
+    """
+
+
+for command in (synth, info, eval_cmd, merge, gate, leaderboard_cmd, finetune):
+    main.add_command(command)
+
+__all__ = ["main"]

@@ -1,0 +1,155 @@
+"""``stabbench eval`` and ``stabbench merge``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from stabbench.cli.common import (
+    allow_pickle_option,
+    boundary_width_option,
+    console,
+    counter,
+    device_option,
+    fmt_metric,
+    pop_spec_overrides,
+    progress_bar,
+    quiet_option,
+    reports_errors,
+    spec_options,
+    weights_option,
+)
+
+leaderboard_options = [
+    click.option("--leaderboard", default="leaderboard.csv", show_default=True, type=click.Path(dir_okay=False, path_type=str),
+                 help="Leaderboard CSV to add the result to."),
+    click.option("--no-leaderboard", is_flag=True, help="Do not touch the leaderboard."),
+    click.option("--replace", is_flag=True, help="Replace this model's existing leaderboard row for this set."),
+    click.option("--overwrite", is_flag=True, help="Replace an existing output folder."),
+    click.option("--no-plot", is_flag=True, help="Do not write the PNG plot."),
+]
+
+
+def with_leaderboard_options(f):
+    for option in reversed(leaderboard_options):
+        f = option(f)
+    return f
+
+
+@click.command("eval")
+@click.option("--model", "-m", required=True,
+              help="model.pt2|.onnx|.tflite (legacy .pt/.ts), package.module:factory, builtin:NAME or arch:NAME.")
+@weights_option("State dict to load into the model (an arch:NAME or a factory's nn.Module; torch.load weights_only=True).")
+@click.option("--set", "set_dir", required=True, type=click.Path(path_type=str), help="Synthetic set written by `stabbench synth`.")
+@click.option("--out", "-o", type=click.Path(path_type=str), help="Output folder (default: eval-<model name>).")
+@with_leaderboard_options
+@boundary_width_option("Width (px) of the band around ground-truth edges for S_boundary.")
+@click.option("--shard", metavar="i/n", help="Evaluate every n-th sequence starting at i (merge with `stabbench merge`).")
+@quiet_option
+@spec_options
+@allow_pickle_option
+@device_option
+@click.option("--batch-size", type=click.IntRange(min=1), help="Most frames per model call (default: a whole sequence).")
+@reports_errors
+def eval_cmd(model, weights, set_dir, out, leaderboard, no_leaderboard, replace, overwrite, no_plot, boundary_width, shard,
+             quiet, preprocess_json, allow_pickle, device, batch_size, **spec):
+    """Evaluate a model's temporal stability on a synthetic set.
+
+    Writes OUT/results.json, per-sequence, per-perturbation-x-severity and per-class CSVs and a
+    plot, prints a table, and adds a row to the leaderboard (not for a shard).
+    """
+    from stabbench.errors import OutputConflictError
+    from stabbench.evaluation import evaluate, parse_shard
+    from stabbench.predictors import load_predictor
+    from stabbench.report.leaderboard import upsert_row
+    from stabbench.report.results import build_results, leaderboard_row, set_info, write_outputs
+    from stabbench.synth import open_set
+
+    out_dir = Path(out or default_out_name(model, shard))
+    if out_dir.exists() and not overwrite:
+        raise OutputConflictError(f"{out_dir}: already exists; pass --overwrite to replace it")
+    shard_range = parse_shard(shard)
+    dataset = open_set(Path(set_dir))
+    loaded = load_predictor(model, overrides=pop_spec_overrides(spec), spec_file=preprocess_json, allow_pickle=allow_pickle,
+                            device=device, batch_size=batch_size, weights=weights, num_classes=len(dataset.classes))
+    set_meta = set_info(dataset)
+    board = None if shard is not None or no_leaderboard else Path(leaderboard)
+    if board is not None and not replace:
+        refuse_existing_row(board, loaded.info, set_meta)
+    with progress_bar("eval", "sequences", quiet=quiet) as bar:
+        state = evaluate(loaded.predictor, dataset, spec=loaded.spec, band_width=boundary_width, batch_size=batch_size,
+                         shard=shard_range, progress=counter(bar, "eval"))
+    results = build_results(state, loaded.info, set_meta, boundary_width, shard_range)
+    write_outputs(out_dir, results, overwrite=overwrite, plot=not no_plot)
+    print_results(results)
+    if board is not None:
+        upsert_row(board, leaderboard_row(results), replace=replace)
+        click.echo(f"results: {out_dir}/  leaderboard: {board}", err=True)
+
+
+@click.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="Output folder of the merged result.")
+@with_leaderboard_options
+@reports_errors
+def merge(shards, out, leaderboard, no_leaderboard, replace, overwrite, no_plot):
+    """Merge the results of `stabbench eval --shard i/n` runs (exactly the single-run numbers)."""
+    from stabbench.evaluation import merge_shards
+    from stabbench.report.leaderboard import upsert_row
+    from stabbench.report.results import build_results, leaderboard_row, load_results, write_outputs
+
+    state, first = merge_shards([(str(path), load_results(Path(path))) for path in shards])
+    results = build_results(state, first["model"], first["set"], first["settings"]["boundary_width"], (0, 1))
+    write_outputs(Path(out), results, overwrite=overwrite, plot=not no_plot)
+    print_results(results)
+    if not no_leaderboard:
+        upsert_row(Path(leaderboard), leaderboard_row(results), replace=replace)
+
+
+def default_out_name(model: str, shard: str | None) -> str:
+    name = re.sub(r"[^A-Za-z0-9._=-]+", "_", model.split("/")[-1])
+    return f"eval-{name}" + (f"-shard{shard.replace('/', 'of')}" if shard else "")
+
+
+def refuse_existing_row(board: Path, model_info: dict, set_meta: dict) -> None:
+    """A row for this model file, set and protocol is refused *before* a long evaluation."""
+    from stabbench.errors import OutputConflictError
+    from stabbench.report.leaderboard import has_row
+
+    probe = {"model": model_info["id"], "model_sha256": model_info.get("sha256") or "",
+             "set_sha256": set_meta["sha256"], "protocol_version": set_meta["protocol_version"]}
+    if has_row(board, probe):
+        raise OutputConflictError(
+            f"{board}: already has a row for model {probe['model']} on this set "
+            f"(protocol {probe['protocol_version']}); pass --replace to replace it"
+        )
+
+
+def print_results(results: dict) -> None:
+    """A rich table of the headline and the per perturbation x severity breakdown, on stdout."""
+    from rich.table import Table
+
+    out = console()
+    m = results["metrics"]
+    out.print(f"model {results['model']['id']}  on  {results['set']['path']} ({results['set']['dataset']}, protocol "
+              f"{results['set']['protocol_version']}, {m['sequences']} sequences)", soft_wrap=True)  # long paths stay whole
+    head = Table(title="headline (percent)")
+    for col in ("S_global", "S_boundary", "mIoU_syn"):
+        head.add_column(col, justify="right")
+    head.add_row(*(fmt_metric(m[c]) for c in ("S_global", "S_boundary", "mIoU_syn")))
+    out.print(head)
+    rows = results["per_perturbation_severity"]
+    severities = sorted({r["severity"] for r in rows})
+    for metric in ("S_global", "S_boundary"):
+        table = Table(title=f"{metric} per perturbation x severity (percent)")
+        table.add_column("perturbation")
+        for s in severities:
+            table.add_column(f"sev {s}", justify="right")
+        for name in sorted({r["perturbation"] for r in rows}):
+            cells = {r["severity"]: r for r in rows if r["perturbation"] == name}
+            table.add_row(name, *(fmt_metric(cells[s][metric]) if s in cells else "-" for s in severities))
+        out.print(table)
+    for w in results["warnings"]:
+        console(stderr=True).print(f"[yellow]warning:[/yellow] {w}")

@@ -1,0 +1,150 @@
+"""File helpers used by every writer: checksums, atomic writes, version stamps.
+
+Atomic writes go through a temporary file in the destination folder (named
+``.<name>.<pid>.tmp``), flushed and ``fsync``-ed, then ``os.replace``-d over the
+destination: a reader sees the old file or the new one, never half of one, and a crash
+leaves at most a temporary file, which the next write of the same process id replaces and
+:func:`remove_stale_temporaries` clears.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, Callable
+
+CHUNK = 1 << 20
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = CHUNK) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def temporary_name(path: Path) -> Path:
+    """``dir/.name.<pid>.tmp``: where :func:`atomic_write` builds ``path``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None], *, durable: bool = True) -> None:
+    """Publish ``path`` atomically: ``write(handle)`` fills a temporary file (binary), which
+    is flushed, fsync-ed (unless ``durable=False``, for the many files that a later durable
+    publication covers) and renamed over ``path``. On any error the temporary file is
+    removed and the error re-raised; ``path`` is untouched."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> None:
+    atomic_write(path, lambda h: h.write(data), durable=durable)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda h: h.write(text.encode()))
+
+
+def atomic_write_json(path: str | Path, data: Any, **dump_options: Any) -> None:
+    """Sorted, indented JSON (one trailing newline), atomically."""
+    options = {"indent": 1, "sort_keys": True, **dump_options}
+    atomic_write_text(path, json.dumps(data, **options) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj, path)``, atomically."""
+    import torch
+
+    atomic_write(path, lambda h: torch.save(obj, h))
+
+
+def remove_stale_temporaries(folder: Path, name: str) -> None:
+    """Remove ``.<name>.<pid>.tmp`` files left in ``folder`` by crashed writers of ``name``."""
+    for stale in Path(folder).glob(f".{name}.*.tmp"):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
+
+
+def package_version(*dists: str) -> str | None:
+    """The installed version of the first distribution of ``dists`` found, else ``None``."""
+    for dist in dists:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def versions(*, torch: bool = False) -> dict[str, Any]:
+    """Version stamp of an output: stabbench, Python, NumPy, OpenCV (and torch on request)."""
+    import cv2
+    import numpy as np
+
+    from stabbench import __version__
+
+    stamp: dict[str, Any] = {"stabbench": __version__, "python": platform.python_version(),
+                             "numpy": np.__version__, "opencv": cv2.__version__}
+    if torch:
+        import torch as _torch
+
+        stamp["torch"] = _torch.__version__
+        stamp["torch_threads"] = _torch.get_num_threads()
+    return stamp
+
+
+__all__ = [
+    "atomic_torch_save",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "fsync_dir",
+    "package_version",
+    "remove_stale_temporaries",
+    "sha256_bytes",
+    "sha256_file",
+    "temporary_name",
+    "versions",
+]

@@ -1,0 +1,183 @@
+"""The step and the loop of a run, with an optional stage timer (used by ``benchmarks/``).
+
+One step (mode ``coherent``): a batch of ``batch_labeled`` labelled images and
+``batch_pairs`` video pairs goes through the network in one forward pass (the paper's batch
+of 24 = 12 + 6 x 2: BatchNorm sees all of it); the loss is
+``coherent_loss(segmentation_loss(labelled), logits_t, logits_t1, flows, masks)``.
+Mode ``control`` (``--no-coherent``): exactly the same batch (the same labelled images and
+pair frames, in the same order, in the same single forward pass, so BatchNorm sees the same
+24 images and computes the same batch statistics) and the same data order and pair draws;
+only the loss differs: the supervised one alone (bc = gc = 0 in the log). The control step
+does not use the flows (they are neither stacked nor sent to the device), but the run still
+computes or reads them (cached on disk, once per pair ever), so both modes list and validate
+the same pairs and can share one cache. Mode ``supervised`` (no ``--videos``): labelled images only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import numpy as np
+
+from stabbench.conventions import IGNORE_LABEL
+from stabbench.errors import ModelError
+from stabbench.training.config import lr_at
+from stabbench.training.run import TrainRun, TrainState
+
+LOSS_TERMS = ("total", "seg", "bc", "gc")
+
+
+class StageTimer:
+    """Accumulates wall time per named stage of a step (``data``, ``forward``, ``loss``, ``backward``,
+    ``optimizer``); pass one to :func:`train_step` to time a step without copying it."""
+
+    def __init__(self, synchronize: Callable[[], None] | None = None):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.synchronize = synchronize
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.synchronize is not None:
+                self.synchronize()
+            self.seconds[name] += time.perf_counter() - t0
+
+
+@contextmanager
+def _untimed(name: str) -> Iterator[None]:
+    yield
+
+
+def _flow_tensors(run: TrainRun, flow) -> tuple:
+    """A batch's :class:`~stabbench.flow.PairFlow` as ``(flow_fw [B,2,H,W], valid_fw, flow_bw, valid_bw)`` tensors."""
+    import torch
+
+    def tensor(a, is_flow):
+        t = torch.from_numpy(np.ascontiguousarray(a)).to(run.device)
+        return t.permute(0, 3, 1, 2).contiguous() if is_flow else t
+
+    return tensor(flow.flow_fw, True), tensor(flow.valid_fw, False), tensor(flow.flow_bw, True), tensor(flow.valid_bw, False)
+
+
+def draw_batch(run: TrainRun, state: TrainState):
+    """The next batch, drawn from the run's generator in the documented order:
+    ``(images, labels, pair_batch or None)``."""
+    cfg, order, rng = run.config, state.order, state.rng
+    images, labels = run.labeled.batch(order.labeled_indices(rng), rng, cfg.augment)
+    if run.pairs is None:
+        return images, labels, None
+    pair_idx = order.pair_indices(rng)
+    flips = [bool(rng.random() < 0.5) for _ in pair_idx] if cfg.augment else [False] * len(pair_idx)
+    # the control run forwards the same pair frames (same BatchNorm batch), without flows
+    return images, labels, run.pairs.batch(pair_idx, flips, with_flow=cfg.coherent)
+
+
+def compute_loss(run: TrainRun, images, labels, pair_batch) -> dict:
+    """One forward pass of the whole batch; the loss terms (tensors)."""
+    import torch
+
+    from stabbench.losses import coherent_loss, segmentation_loss
+    from stabbench.predictors.output import first_tensor
+
+    cfg = run.config
+    x_l = run.to_input(images)
+    y_l = torch.from_numpy(labels).to(run.device).long()
+    n = x_l.shape[0]
+    if pair_batch is None:
+        seg = segmentation_loss(first_tensor(run.model(x_l)), y_l, kind=cfg.seg_loss, ignore_index=IGNORE_LABEL)
+        return {"total": seg, "seg": seg, "bc": seg.detach() * 0, "gc": seg.detach() * 0}
+    m = pair_batch.frames_t.shape[0]
+    x = torch.cat([x_l, run.to_input(pair_batch.frames_t), run.to_input(pair_batch.frames_t1)])
+    logits = first_tensor(run.model(x))
+    logits_l, logits_t, logits_t1 = logits[:n], logits[n : n + m], logits[n + m :]
+    seg = segmentation_loss(logits_l, y_l, kind=cfg.seg_loss, ignore_index=IGNORE_LABEL)
+    if not cfg.coherent:  # control: same forward pass, supervised loss only
+        return {"total": seg, "seg": seg, "bc": seg.detach() * 0, "gc": seg.detach() * 0}
+    return coherent_loss(seg, logits_t, logits_t1, *_flow_tensors(run, pair_batch.flow), width=cfg.width,
+                         beta=cfg.beta, lambda_bc=cfg.lambda_bc, lambda_gc=cfg.lambda_gc)
+
+
+def train_step(run: TrainRun, state: TrainState, timer: StageTimer | None = None) -> dict:
+    """Draw the next batch, take one optimizer step; returns ``{"lr", "total", "seg", "bc", "gc"}``."""
+    import torch
+
+    stage = timer.stage if timer is not None else _untimed
+    with stage("data"):
+        images, labels, pair_batch = draw_batch(run, state)
+    lr = lr_at(run.config, state.order.global_step, run.total_steps)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    with stage("forward+loss"):
+        terms = compute_loss(run, images, labels, pair_batch)
+    total = terms["total"]
+    if not bool(torch.isfinite(total.detach())):
+        parts = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+        raise ModelError(f"the loss is not finite at step {state.order.global_step + 1} ({parts}); lower --lr or check the data")
+    with stage("backward"):
+        state.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+    with stage("optimizer"):
+        state.optimizer.step()
+    return {"lr": lr, **{k: float(terms[k].detach()) for k in LOSS_TERMS}}
+
+
+def check_output(run: TrainRun) -> None:
+    """Run the first labelled image in eval mode (no state changes) and check the output is
+    logits ``[1, C, H, W]`` at the input size; ModelError otherwise."""
+    import torch
+
+    from stabbench.predictors.output import first_tensor
+
+    image, _ = run.labeled.get(0)
+    x = run.to_input(image[None])
+    module, num_classes = run.model, run.labeled.num_classes
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = first_tensor(module(x))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"the model failed on a {tuple(x.shape)} input batch ({type(exc).__name__}: {str(exc)[:300]})") from None
+    finally:
+        module.train(was_training)
+    expected = (x.shape[0], num_classes, x.shape[2], x.shape[3])
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    if shape != expected or not out.is_floating_point():
+        names = f" ({', '.join(run.labeled.classes)})" if run.labeled.classes else ""
+        got = f"shape {shape} {out.dtype}" if shape is not None else f"a {type(out).__name__}"
+        raise ModelError(
+            f"the model's output does not fit the labelled set: for input {tuple(x.shape)} it returned {got}; "
+            f"training needs float logits {expected}: {num_classes} classes{names} at the input resolution"
+        )
+
+
+def evaluate_run(run: TrainRun, state: TrainState, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Stability of the current model (eval mode) on ``--eval-set``: ``{step, epoch, S_global, ...}``."""
+    from stabbench.conventions import BAND_WIDTH
+    from stabbench.evaluation import evaluate
+    from stabbench.metrics import summarize
+    from stabbench.predictors import TorchPredictor
+
+    t0 = time.perf_counter()
+    try:
+        predictor = TorchPredictor(run.model, run.spec, device=str(run.device))
+        result = evaluate(predictor, run.eval_set, spec=run.spec, band_width=BAND_WIDTH, progress=progress)
+    finally:
+        run.model.train()
+    overall = summarize(result.stability, result.confusion)
+    order = state.order
+    state.last_eval = {"step": order.global_step, "epoch": order.epoch if order.step_in_epoch == 0 else order.epoch + 1,
+                       "S_global": float(overall["S_global"]), "S_boundary": float(overall["S_boundary"]),
+                       "mIoU_syn": float(overall["mIoU"]), "sequences": len(run.eval_set),
+                       "eval_time_s": round(time.perf_counter() - t0, 3)}
+    state.last_eval_step = order.global_step
+    return state.last_eval
+
+
+__all__ = ["LOSS_TERMS", "StageTimer", "check_output", "compute_loss", "draw_batch", "evaluate_run", "train_step"]
