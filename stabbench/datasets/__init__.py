@@ -15,20 +15,9 @@ name           source
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
-from stabbench.datasets.base import IGNORE_LABEL, Sample, SourceRef
-
-
-@dataclass(frozen=True)
-class DatasetListing:
-    """The result of a loader: the sources, the class names and loader settings."""
-
-    name: str
-    sources: list[SourceRef]
-    classes: tuple[str, ...]
-    options: dict[str, Any] = field(default_factory=dict)
+from stabbench.datasets.base import IGNORE_LABEL, DatasetListing, Sample, SourceRef
 
 
 def _loaders() -> dict[str, Callable[..., DatasetListing]]:

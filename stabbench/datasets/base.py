@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -148,3 +148,13 @@ def check_root(root: str | Path | None, dataset: str) -> Path:
     if not root.is_dir():
         raise DataError(root, f"{dataset} root is not a folder")
     return root
+
+
+@dataclass(frozen=True)
+class DatasetListing:
+    """The result of a loader: the sources, the class names and loader settings."""
+
+    name: str
+    sources: list[SourceRef]
+    classes: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)

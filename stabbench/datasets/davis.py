@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stabbench.datasets import DatasetListing
-from stabbench.datasets.base import IGNORE_LABEL, SourceRef, check_root, read_index_png
+from stabbench.datasets.base import IGNORE_LABEL, DatasetListing, SourceRef, check_root, read_index_png
 from stabbench.errors import DataError
 
 IMAGE_DIR = Path("JPEGImages") / "480p"

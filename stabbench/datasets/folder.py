@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stabbench.datasets import DatasetListing
-from stabbench.datasets.base import IGNORE_LABEL, SourceRef, check_root, read_index_png
+from stabbench.datasets.base import IGNORE_LABEL, DatasetListing, SourceRef, check_root, read_index_png
 from stabbench.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

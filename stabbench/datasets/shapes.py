@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stabbench.datasets import DatasetListing
-from stabbench.datasets.base import Sample
+from stabbench.datasets.base import DatasetListing, Sample
 from stabbench.fileio import sha256_bytes
 
 CLASSES = ("background", "blob", "polygon")

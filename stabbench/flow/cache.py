@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
@@ -44,6 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from stabbench.fileio import atomic_write_bytes
 from stabbench.flow.dis import FlowParams, PairFlow, bidirectional_flow
 
 FORMAT_VERSION = 1
@@ -245,19 +244,8 @@ class FlowCache:
 
     def _write(self, path: Path, data: bytes) -> None:
         """Atomic write; a failure to write warns (the flow is still returned)."""
-        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-            tmp = None
+            atomic_write_bytes(path, data, durable=False)
         except OSError as exc:
             warnings.warn(f"{path}: cannot write flow-cache file ({exc}); flow not cached", RuntimeWarning, stacklevel=3)
-        finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass

@@ -19,7 +19,7 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
-from stabbench.metrics import functional as F
+import stabbench.metrics.functional as F
 from stabbench.metrics._state import check_header, check_sequence_id, group_ids
 
 

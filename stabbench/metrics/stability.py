@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from stabbench.metrics import functional as F
+import stabbench.metrics.functional as F
 from stabbench.metrics._state import check_header, check_sequence_id, group_ids
 
 

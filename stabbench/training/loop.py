@@ -127,36 +127,6 @@ def train_step(run: TrainRun, state: TrainState, timer: StageTimer | None = None
     return {"lr": lr, **{k: float(terms[k].detach()) for k in LOSS_TERMS}}
 
 
-def check_output(run: TrainRun) -> None:
-    """Run the first labelled image in eval mode (no state changes) and check the output is
-    logits ``[1, C, H, W]`` at the input size; ModelError otherwise."""
-    import torch
-
-    from stabbench.predictors.output import first_tensor
-
-    image, _ = run.labeled.get(0)
-    x = run.to_input(image[None])
-    module, num_classes = run.model, run.labeled.num_classes
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            out = first_tensor(module(x))
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"the model failed on a {tuple(x.shape)} input batch ({type(exc).__name__}: {str(exc)[:300]})") from None
-    finally:
-        module.train(was_training)
-    expected = (x.shape[0], num_classes, x.shape[2], x.shape[3])
-    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
-    if shape != expected or not out.is_floating_point():
-        names = f" ({', '.join(run.labeled.classes)})" if run.labeled.classes else ""
-        got = f"shape {shape} {out.dtype}" if shape is not None else f"a {type(out).__name__}"
-        raise ModelError(
-            f"the model's output does not fit the labelled set: for input {tuple(x.shape)} it returned {got}; "
-            f"training needs float logits {expected}: {num_classes} classes{names} at the input resolution"
-        )
-
-
 def evaluate_run(run: TrainRun, state: TrainState, progress: Callable[[int, int], None] | None = None) -> dict:
     """Stability of the current model (eval mode) on ``--eval-set``: ``{step, epoch, S_global, ...}``."""
     from stabbench.conventions import BAND_WIDTH
@@ -180,4 +150,4 @@ def evaluate_run(run: TrainRun, state: TrainState, progress: Callable[[int, int]
     return state.last_eval
 
 
-__all__ = ["LOSS_TERMS", "StageTimer", "check_output", "compute_loss", "draw_batch", "evaluate_run", "train_step"]
+__all__ = ["LOSS_TERMS", "StageTimer", "compute_loss", "draw_batch", "evaluate_run", "train_step"]

@@ -125,8 +125,6 @@ def build_run(config: TrainConfig, out: Path, *, progress: Progress | None = Non
     eval_set = _open_eval_set(config, labeled)
     run = TrainRun(config, out, device, model, trainable.info, spec, tuple(input_size), labeled, pairs, flow_cache,
                    flow_params, eval_set, labeled.checksum())
-    from stabbench.training.loop import check_output
-
     check_output(run)
     if pairs is None:
         return run
@@ -147,6 +145,36 @@ def _open_eval_set(config: TrainConfig, labeled: LabeledData):
             f"but the labelled set {labeled.num_classes} ({', '.join(labeled.classes)})",
         )
     return eval_set
+
+
+def check_output(run: TrainRun) -> None:
+    """Run the first labelled image in eval mode (no state changes) and check the output is
+    logits ``[1, C, H, W]`` at the input size; ModelError otherwise."""
+    import torch
+
+    from stabbench.predictors.output import first_tensor
+
+    image, _ = run.labeled.get(0)
+    x = run.to_input(image[None])
+    module, num_classes = run.model, run.labeled.num_classes
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = first_tensor(module(x))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"the model failed on a {tuple(x.shape)} input batch ({type(exc).__name__}: {str(exc)[:300]})") from None
+    finally:
+        module.train(was_training)
+    expected = (x.shape[0], num_classes, x.shape[2], x.shape[3])
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    if shape != expected or not out.is_floating_point():
+        names = f" ({', '.join(run.labeled.classes)})" if run.labeled.classes else ""
+        got = f"shape {shape} {out.dtype}" if shape is not None else f"a {type(out).__name__}"
+        raise ModelError(
+            f"the model's output does not fit the labelled set: for input {tuple(x.shape)} it returned {got}; "
+            f"training needs float logits {expected}: {num_classes} classes{names} at the input resolution"
+        )
 
 
 def new_order(run: TrainRun) -> DataOrder:
