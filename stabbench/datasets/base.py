@@ -20,6 +20,7 @@ import numpy as np
 from stabbench.conventions import IGNORE_LABEL  # re-exported: the datasets' label convention
 from stabbench.errors import DataError
 from stabbench.fileio import sha256_file
+from stabbench.limits import check_pixels
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,10 @@ def read_rgb(path: Path) -> np.ndarray:
         raise DataError(path, "image file not found")
     try:
         with Image.open(path) as im:
+            check_pixels(path, *im.size)  # the header only: nothing decoded yet
             im.load()
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(path, f"cannot decode image ({exc.__class__.__name__}: {exc})") from None
 
 
@@ -123,6 +125,7 @@ def read_index_png(path: Path) -> np.ndarray:
         raise DataError(path, "mask file not found")
     try:
         with Image.open(path) as im:
+            check_pixels(path, *im.size)  # the header only: nothing decoded yet
             im.load()
             if im.mode in ("P", "L"):
                 return np.asarray(im, dtype=np.uint8).copy()
@@ -134,7 +137,7 @@ def read_index_png(path: Path) -> np.ndarray:
             if im.mode == "1":
                 return np.asarray(im, dtype=np.uint8).copy()
             raise DataError(path, f"mask must be a one-channel (L or P) PNG, got mode {im.mode}")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(path, f"cannot decode mask ({exc.__class__.__name__}: {exc})") from None
 
 

@@ -15,7 +15,6 @@ pixel ``(x, y)`` of frame ``t`` is in frame ``t+1``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +25,8 @@ import numpy as np
 
 from perturbations import Trajectory, pair_correspondence
 from stabbench.errors import DataError
+from stabbench.limits import png_size
+from stabbench.synth.manifest import check_manifest, member_path, read_member
 from stabbench.synth.writer import MANIFEST_FILE, RUN_FILE, SET_FORMAT, SET_FORMAT_VERSION
 
 #: ``cv2.IMREAD_COLOR_RGB`` (OpenCV >= 4.10: decode straight to RGB), else ``None``.
@@ -35,8 +36,9 @@ _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 class SyntheticSequence:
     """One sequence of a synthetic set (files are read on demand)."""
 
-    def __init__(self, folder: Path, record: dict):
-        self.folder = folder
+    def __init__(self, root: Path, record: dict):
+        self.root = root
+        self.folder = root / record["id"]
         self.record = record
         self.id: str = record["id"]
         self.index: int = record["plan"]["index"]
@@ -92,14 +94,10 @@ class SyntheticSequence:
             yield (t, *self.flow(t))
 
     def verify(self) -> None:
-        """Check every file against its recorded sha256; raises :class:`DataError`."""
-        for item in self.record["frames"]:
+        """Check every file against its recorded size and sha256; raises :class:`DataError`."""
+        for k in range(self.num_frames):
             for key in ("frame", "mask"):
-                path = self.folder / item[key]
-                if not path.is_file():
-                    raise DataError(path, "missing file of a synthetic set")
-                if hashlib.sha256(path.read_bytes()).hexdigest() != item[key + "_sha256"]:
-                    raise DataError(path, "checksum differs from the manifest (file changed or corrupt)")
+                self._member_bytes(k, key)
 
     def _read_all(self, key: str, read) -> np.ndarray:
         """``read(k)`` of every frame, into one array allocated once (no list + ``np.stack`` copy)."""
@@ -117,13 +115,22 @@ class SyntheticSequence:
             out[k] = array
         return out
 
-    def _read(self, k: int, key: str, flags: int) -> np.ndarray:
+    def _member_bytes(self, k: int, key: str) -> tuple[Path, bytes]:
+        """The bytes of file ``key`` of frame ``k``, confined to the set and checked against the manifest."""
         if not 0 <= k < self.num_frames:
             raise IndexError(f"frame index {k} out of range [0, {self.num_frames - 1}]")
-        path = self.folder / self.record["frames"][k][key]
-        array = cv2.imread(str(path), flags)
+        item = self.record["frames"][k]
+        path = member_path(self.root, self.id, item[key])
+        return path, read_member(path, item[key + "_bytes"], item[key + "_sha256"])
+
+    def _read(self, k: int, key: str, flags: int) -> np.ndarray:
+        path, data = self._member_bytes(k, key)
+        size = png_size(data, path)
+        if size != (self.shape[1], self.shape[0]):
+            raise DataError(path, f"{key} is {size[0]}x{size[1]}, the manifest says {self.shape[1]}x{self.shape[0]}")
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
         if array is None:
-            raise DataError(path, f"cannot read {key} of a synthetic set (missing or corrupt)")
+            raise DataError(path, f"cannot decode {key} of a synthetic set (corrupt PNG)")
         return array
 
 
@@ -139,8 +146,7 @@ class SyntheticSet:
         return len(self._records)
 
     def __getitem__(self, i: int) -> SyntheticSequence:
-        record = self._records[i]
-        return SyntheticSequence(self.root / record["id"], record)
+        return SyntheticSequence(self.root, self._records[i])
 
     def __iter__(self) -> Iterator[SyntheticSequence]:
         return (self[i] for i in range(len(self)))
@@ -174,22 +180,27 @@ def load_manifest(root: Path) -> dict:
     if not root.is_dir():
         raise DataError(root, "synthetic set directory not found")
     path = root / MANIFEST_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         hint = (
             "an interrupted run (re-run the same `stabbench synth` command to resume)"
             if (root / RUN_FILE).is_file()
             else "not a stabbench synthetic set"
         )
         raise DataError(root, f"no {MANIFEST_FILE}: {hint}")
+    member_path(root, MANIFEST_FILE)
     try:
-        manifest = json.loads(path.read_text())
-    except ValueError as exc:
+        manifest = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise DataError(path, f"cannot read the manifest ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError) as exc:
         raise DataError(path, f"corrupt manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise DataError(path, f"malformed manifest: expected a JSON object, got {type(manifest).__name__}")
     if manifest.get("format") != SET_FORMAT:
         raise DataError(path, f"not a stabbench synthetic-set manifest (format={manifest.get('format')!r})")
     if manifest.get("format_version") != SET_FORMAT_VERSION:
         raise DataError(path, f"set format version {manifest.get('format_version')} is not supported (expected {SET_FORMAT_VERSION})")
-    return manifest
+    return check_manifest(manifest, path)
 
 
 def open_set(root: str | Path) -> SyntheticSet:
