@@ -125,7 +125,8 @@ def weights_option(help_text: str) -> Callable:
 
 
 allow_pickle_option = click.option(
-    "--allow-pickle", is_flag=True, help="Allow unpickling a whole nn.Module (runs arbitrary code: trusted files only).")
+    "--trust-model", "--allow-pickle", "allow_pickle", is_flag=True,
+    help="Load model content that can run code (a pickled nn.Module, a .pt2 with pickles or code): trusted files only.")
 device_option = click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1).")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output.")

@@ -5,8 +5,8 @@ suffix                          how it is read
 ==============================  ==================================================================
 ``.pt2``                        ``torch.export`` program (``torch.export.save``; what
                                 ``stabbench finetune`` writes); refused without ``allow_pickle``
-                                if it holds pickled payloads (tensor subclasses, opaque objects,
-                                sample inputs that fail ``weights_only``) or compiled code
+                                (``--trust-model``) if it holds anything loading would unpickle,
+                                evaluate or run (:mod:`~stabbench.predictors.pt2_safety`)
 ``.onnx``                       ONNX model, run by onnxruntime (extra ``stabbench[onnx]``)
 ``.tflite``                     TFLite model, run by ai-edge-litert (extra ``stabbench[tflite]``)
 ``.pt`` / ``.pth`` / ``.ts``    legacy, read only: a TorchScript archive (``torch.jit.save``). A
@@ -32,6 +32,7 @@ import numpy as np
 
 from stabbench.errors import ModelError, UsageError
 from stabbench.fileio import package_version
+from stabbench.predictors.pt2_safety import unsafe_members
 
 TORCH_SUFFIXES = (".pt", ".pth", ".ts")
 MODEL_SUFFIXES = (".pt2", ".onnx", ".tflite", *TORCH_SUFFIXES)
@@ -127,7 +128,7 @@ def _load_torch_file(path: Path, *, allow_pickle: bool, device: str) -> FileMode
         raise ModelError(
             f"{path} is a pickled Python object (e.g. a whole nn.Module saved with torch.save(model)); "
             "unpickling can run arbitrary code, so it is refused. Export it with torch.export (.pt2) or to ONNX, "
-            "or, only if you trust the file, pass --allow-pickle"
+            "or, only if you trust the file, pass --trust-model"
         )
     warnings.warn(
         f"{path}: unpickling a whole model (--allow-pickle); this runs any code the file contains",
@@ -143,63 +144,24 @@ def _load_torch_file(path: Path, *, allow_pickle: bool, device: str) -> FileMode
     return FileModel(module, "torch-pickle")
 
 
-def _pt2_unsafe_members(path: Path) -> list[str]:
-    """Members of a ``.pt2`` archive that ``torch.export.load`` would unpickle or run unchecked.
-
-    ``torch.export.load`` is not pickle-free: tensor-subclass weights/constants
-    (``use_pickle``), sample inputs and legacy payloads go through ``torch.load`` (with a
-    ``weights_only=False`` fallback), opaque/custom objects through pickle, and an AOTInductor
-    package holds native code. Every ``torch.save`` payload must load with
-    ``weights_only=True``; opaque/custom objects and compiled code are always reported.
-    """
-    import io
-    import json
-
-    import torch
-
-    unsafe: list[str] = []
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        relative = {name: name.split("/", 1)[1] if "/" in name else name for name in names}
-        pickled = set()
-        for name, rel in relative.items():
-            if rel.endswith("_config.json") and rel.startswith(("data/weights/", "data/constants/")):
-                try:
-                    config = json.loads(archive.read(name)).get("config", {})
-                except ValueError:
-                    unsafe.append(f"{rel} (unreadable)")
-                    continue
-                folder = name.rsplit("/", 1)[0]
-                pickled |= {f"{folder}/{meta.get('path_name')}" for meta in config.values() if meta.get("use_pickle")}
-        for name, rel in relative.items():
-            base = rel.rsplit("/", 1)[-1]
-            if rel.startswith(("data/aotinductor/", "data/executorch/", "data/mtia")):
-                unsafe.append(f"{rel} (compiled code)")
-            elif rel.startswith("data/constants/") and base.startswith(("custom_obj_", "opaque_obj_")):
-                unsafe.append(f"{rel} (pickled object)")
-            elif name in pickled or rel.endswith(".pt"):
-                try:
-                    torch.load(io.BytesIO(archive.read(name)), map_location="cpu", weights_only=True)
-                except Exception:
-                    unsafe.append(f"{rel} (pickled object)")
-    return unsafe
-
-
 def _load_exported(path: Path, *, allow_pickle: bool, device: str) -> FileModel:
     import torch
 
     if not zipfile.is_zipfile(path):
         raise ModelError(f"{path}: not a torch.export archive (not a zip file)")
-    unsafe = _pt2_unsafe_members(path)
+    try:
+        unsafe = unsafe_members(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable torch.export archive ({type(exc).__name__}: {exc})") from None
     if unsafe and not allow_pickle:
         raise ModelError(
-            f"{path}: torch.export archive holds content that loading would unpickle or run "
-            f"({', '.join(unsafe[:3])}{', ...' if len(unsafe) > 3 else ''}); refused. "
-            "Only if you trust the file, pass --allow-pickle"
+            f"{path}: torch.export archive holds content that loading would unpickle, evaluate or run: "
+            f"{'; '.join(unsafe[:3])}{'; ...' if len(unsafe) > 3 else ''}. Refused; only if you trust the file, "
+            "pass --trust-model"
         )
     if unsafe:
         warnings.warn(
-            f"{path}: loading pickled or compiled content of a torch.export archive (--allow-pickle); "
+            f"{path}: loading a torch.export archive with content that can run code ({unsafe[0]}; --trust-model); "
             "this runs any code the file contains",
             UnsafeLoadWarning,
             stacklevel=3,
