@@ -14,6 +14,8 @@ import importlib.metadata
 import json
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -98,6 +100,33 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     atomic_write(path, lambda h: torch.save(obj, h))
 
 
+@contextmanager
+def locked_dir(folder: str | Path, *, wait: bool = True, timeout: float = 60.0) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` itself (no lock file is created, so none is
+    ever left behind; the kernel releases it when the process dies). ``wait=False``: raise
+    ``BlockingIOError`` at once when another process holds it; else wait up to ``timeout``
+    seconds, then raise ``TimeoutError``."""
+    import fcntl
+    import time
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait:
+                    raise
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{folder}: locked by another process for more than {timeout:.0f} s") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def remove_stale_temporaries(folder: Path, name: str) -> None:
     """Remove ``.<name>.<pid>.tmp`` files left in ``folder`` by crashed writers of ``name``."""
     for stale in Path(folder).glob(f".{name}.*.tmp"):
@@ -141,6 +170,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "fsync_dir",
+    "locked_dir",
     "package_version",
     "remove_stale_temporaries",
     "sha256_bytes",

@@ -111,8 +111,8 @@ def prepare_output(out: Path, run: dict, overwrite: bool) -> bool:
     """
     if out.exists() and not out.is_dir():
         raise OutputConflictError(f"{out}: exists and is not a directory")
-    if not out.exists() or not any(out.iterdir()):
-        out.mkdir(parents=True, exist_ok=True)
+    if not out.exists() or not any(not _is_temporary(child) for child in out.iterdir()):
+        out.mkdir(parents=True, exist_ok=True)  # new, empty, or left by a kill before the first run.json
         write_json_atomic(out / RUN_FILE, run)
         return False
     if not (out / RUN_FILE).is_file():
@@ -122,7 +122,7 @@ def prepare_output(out: Path, run: dict, overwrite: bool) -> bool:
     complete = (out / MANIFEST_FILE).is_file()
     same = _read_json(out / RUN_FILE) == run
     if overwrite:
-        clear_set(out)
+        clear_set(out)  # keeps run.json: a kill at any point leaves a set --overwrite (or a resume) takes up
         write_json_atomic(out / RUN_FILE, run)
         return False
     if complete:
@@ -135,21 +135,32 @@ def prepare_output(out: Path, run: dict, overwrite: bool) -> bool:
     return True
 
 
+def _is_temporary(path: Path) -> bool:
+    """A temporary file of an interrupted atomic write (``.name.PID.tmp``, or an older ``name.tmp``)."""
+    return path.is_file() and path.name.endswith(".tmp")
+
+
 def clear_set(out: Path) -> None:
-    """Delete a synthetic set's files: the manifest first, so it never looks complete."""
+    """Delete a synthetic set's files but ``run.json``: the manifest first (the set never looks
+    complete), then the sequences and temporaries. ``run.json`` stays until the caller replaces
+    it, so every state a kill can leave is one that ``--overwrite`` (or a resume) takes up."""
     (out / MANIFEST_FILE).unlink(missing_ok=True)
     for child in sorted(out.iterdir()):
-        if child.is_dir() and child.name.startswith("seq_"):
+        if child.is_dir() and not child.is_symlink() and child.name.startswith("seq_"):
             shutil.rmtree(child)
-        elif child.name in (RUN_FILE, MANIFEST_FILE) or child.name.endswith(".tmp"):
+        elif _is_temporary(child) or (child.is_symlink() and child.name.startswith("seq_")):
             child.unlink()
 
 
 def _read_json(path: Path) -> dict | None:
+    """The JSON object in a regular file ``path``; ``None`` for anything else."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        if path.is_symlink() or not path.is_file():
+            return None
+        value = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def sequence_dir(out: Path, index: int) -> Path:
@@ -158,15 +169,23 @@ def sequence_dir(out: Path, index: int) -> Path:
 
 def completed_record(out: Path, plan: SequencePlan, run: dict) -> dict | None:
     """The record of a sequence finished by an earlier run, if its files are intact."""
-    record = _read_json(sequence_dir(out, plan.index) / SEQUENCE_FILE)
-    if record is None or record.get("plan") != plan_dict(plan) or record.get("seed") != run["config"]["seed"]:
-        return None
+    from stabbench.errors import DataError
+    from stabbench.synth.manifest import check_record, member_path
+
     folder = sequence_dir(out, plan.index)
-    for item in record["frames"]:
-        for key in ("frame", "mask"):
-            path = folder / item[key]
-            if not path.is_file() or path.stat().st_size != item[key + "_bytes"]:
-                return None
+    if folder.is_symlink():
+        return None
+    record = _read_json(folder / SEQUENCE_FILE)
+    if not isinstance(record, dict) or record.get("plan") != plan_dict(plan) or record.get("seed") != run["config"]["seed"]:
+        return None
+    try:  # a record is only trusted as far as the set's reader would trust it
+        check_record(record, folder / SEQUENCE_FILE, "sequence")
+        for item in record["frames"]:
+            for key in ("frame", "mask"):
+                if member_path(out, folder.name, item[key]).stat().st_size != item[key + "_bytes"]:
+                    return None
+    except DataError:
+        return None
     return record
 
 
@@ -239,7 +258,20 @@ def synthesize(
         # (corrupt image, size mismatch, empty mask) never costs the existing set.
         for ref in listing.sources:
             ref.load()
-    prepare_output(out, run, overwrite)
+    if out.exists() and not out.is_dir():
+        raise OutputConflictError(f"{out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with fileio.locked_dir(out, wait=False):  # two runs into one --out: the second is refused
+            prepare_output(out, run, overwrite)
+            return _write_sequences(listing, config, out, plans, run, progress)
+    except BlockingIOError:
+        raise OutputConflictError(f"{out}: another stabbench synth is writing this set; wait for it to finish") from None
+
+
+def _write_sequences(listing, config: SynthConfig, out: Path, plans: list[SequencePlan], run: dict,
+                     progress: Callable[[int, int], None] | None) -> SynthReport:
+    """Write (or keep, when an earlier run finished them) every planned sequence, then the manifest."""
     report = SynthReport(out, num_sequences=len(plans))
     root = Path(config.root) if config.root else None
     current_source, sample, source_info = -1, None, None
