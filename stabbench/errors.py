@@ -13,7 +13,13 @@ code    meaning
 3       bad input data (missing/corrupt file, wrong layout, size mismatch, ...)
 4       output conflict (output exists and ``--overwrite`` was not given, or an
         interrupted output was made with different settings)
-5       bad model (cannot be loaded, wrong output shape)
+5       bad model (cannot be loaded, wrong output shape, NaN/Inf output, fails
+        while predicting)
+6       I/O failure (an output cannot be written: read-only folder, disk full,
+        a path below a regular file, ...); nothing half-written is left
+70      internal error (a bug: please report it; ``STABBENCH_DEBUG=1`` shows the
+        traceback)
+130     interrupted (re-run the same command to resume)
 ======  ==========================================================================
 """
 
@@ -27,6 +33,9 @@ EXIT_USAGE = 2
 EXIT_BAD_DATA = 3
 EXIT_OUTPUT_CONFLICT = 4
 EXIT_BAD_MODEL = 5
+EXIT_IO = 6
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
 
 
 class StabbenchError(Exception):
@@ -56,6 +65,12 @@ class ModelError(StabbenchError):
     """The model cannot be loaded or its output does not fit the protocol."""
 
     exit_code = EXIT_BAD_MODEL
+
+
+class IOFailure(StabbenchError):
+    """An output could not be written (or an input folder read) because of the environment."""
+
+    exit_code = EXIT_IO
 
 
 class UsageError(StabbenchError):

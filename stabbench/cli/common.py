@@ -15,15 +15,20 @@ import click
 
 from stabbench.conventions import BAND_WIDTH
 
-EXIT_INTERRUPTED = 130
-
 
 def reports_errors(command):
-    """Turn :class:`StabbenchError` into a one-line message on stderr and its exit code."""
+    """The error edge: every failure becomes one line on stderr and a documented exit code.
+
+    :class:`StabbenchError` -> its code; ``OSError`` (read-only folder, disk full, a path below
+    a regular file, ...) -> 6 naming the file; ``KeyboardInterrupt`` -> 130; anything else is a
+    bug -> 70 (``STABBENCH_DEBUG=1`` re-raises it with its traceback).
+    """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from stabbench.errors import StabbenchError
+        import os
+
+        from stabbench.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_IO, StabbenchError
 
         try:
             return command(*args, **kwargs)
@@ -33,6 +38,18 @@ def reports_errors(command):
         except KeyboardInterrupt:
             click.echo("stabbench: interrupted; re-run the same command to resume", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"stabbench: error: {where}cannot write or read ({exc.strerror or exc}); nothing was half-written", err=True)
+            sys.exit(EXIT_IO)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback reaches a user
+            if os.environ.get("STABBENCH_DEBUG"):
+                raise
+            click.echo(f"stabbench: internal error: {type(exc).__name__}: {exc} (a bug: please report it; "
+                       "STABBENCH_DEBUG=1 shows the traceback)", err=True)
+            sys.exit(EXIT_INTERNAL)
 
     return wrapper
 
@@ -132,8 +149,15 @@ quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 
 
+def _odd(ctx, param, value):
+    if value is not None and value % 2 == 0:
+        raise click.BadParameter(f"{value} is even; the band is centred on the edge line, so its width is odd (e.g. 15)")
+    return value
+
+
 def boundary_width_option(help_text: str, name: str = "--boundary-width", dest: str = "boundary_width") -> Callable:
-    return click.option(name, dest, type=click.IntRange(min=1), default=BAND_WIDTH, show_default=True, help=help_text)
+    return click.option(name, dest, type=click.IntRange(min=1), default=BAND_WIDTH, show_default=True, help=help_text,
+                        callback=_odd)
 
 
 # ----------------------------------------------------------------------------- console and progress

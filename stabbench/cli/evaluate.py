@@ -43,7 +43,9 @@ def with_leaderboard_options(f):
               help="model.pt2|.onnx|.tflite (legacy .pt/.ts), package.module:factory, builtin:NAME or arch:NAME.")
 @weights_option("State dict to load into the model (an arch:NAME or a factory's nn.Module; torch.load weights_only=True).")
 @click.option("--set", "set_dir", required=True, type=click.Path(path_type=str), help="Synthetic set written by `stabbench synth`.")
-@click.option("--out", "-o", type=click.Path(path_type=str), help="Output folder (default: eval-<model name>).")
+@click.option("--out", "-o", type=click.Path(path_type=str), help="Output folder (default: eval-<name>, see the README).")
+@click.option("--name", help="Name of the result and of its leaderboard row (default: the model id; the same "
+                             "model bytes already on the leaderboard keep their row's name).")
 @with_leaderboard_options
 @boundary_width_option("Width (px) of the band around ground-truth edges for S_boundary.")
 @click.option("--shard", metavar="i/n", help="Evaluate every n-th sequence starting at i (merge with `stabbench merge`).")
@@ -52,9 +54,11 @@ def with_leaderboard_options(f):
 @allow_pickle_option
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), help="Most frames per model call (default: a whole sequence).")
+@click.option("--allow-nonfinite", is_flag=True, help="Score a model whose outputs hold NaN/Inf (as 0 / +-1e30) and record "
+                                                      "it as a warning, instead of failing (exit 5); the gate fails such a result.")
 @reports_errors
-def eval_cmd(model, weights, set_dir, out, leaderboard, no_leaderboard, replace, overwrite, no_plot, boundary_width, shard,
-             quiet, preprocess_json, allow_pickle, device, batch_size, **spec):
+def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, replace, overwrite, no_plot, boundary_width,
+             shard, quiet, preprocess_json, allow_pickle, device, batch_size, allow_nonfinite, **spec):
     """Evaluate a model's temporal stability on a synthetic set.
 
     Writes OUT/results.json, per-sequence, per-perturbation-x-severity and per-class CSVs and a
@@ -63,25 +67,29 @@ def eval_cmd(model, weights, set_dir, out, leaderboard, no_leaderboard, replace,
     from stabbench.errors import OutputConflictError
     from stabbench.evaluation import evaluate, parse_shard
     from stabbench.predictors import load_predictor
-    from stabbench.report.leaderboard import upsert_row
+    from stabbench.report.leaderboard import recognise, upsert_row
     from stabbench.report.results import build_results, leaderboard_row, set_info, write_outputs
     from stabbench.synth import open_set
 
-    out_dir = Path(out or default_out_name(model, shard))
-    if out_dir.exists() and not overwrite:
-        raise OutputConflictError(f"{out_dir}: already exists; pass --overwrite to replace it")
-    shard_range = parse_shard(shard)
+    shard_range = parse_shard(shard)  # every argument is checked before an existing output is refused
     dataset = open_set(Path(set_dir))
     loaded = load_predictor(model, overrides=pop_spec_overrides(spec), spec_file=preprocess_json, allow_pickle=allow_pickle,
                             device=device, batch_size=batch_size, weights=weights, num_classes=len(dataset.classes))
     set_meta = set_info(dataset)
     board = None if shard is not None or no_leaderboard else Path(leaderboard)
+    if name is None and board is not None:
+        name = recognise(board, loaded.info.get("sha256") or "", set_meta["sha256"], set_meta["protocol_version"],
+                         boundary_width)
+    info = {**loaded.info, "name": name or loaded.info["id"]}
+    out_dir = Path(out or default_out_name(name or model, shard))
+    if out_dir.exists() and not overwrite:
+        raise OutputConflictError(f"{out_dir}: already exists; pass --overwrite to replace it (or --out)")
     if board is not None and not replace:
-        refuse_existing_row(board, loaded.info, set_meta)
+        refuse_existing_row(board, info, set_meta, boundary_width)
     with progress_bar("eval", "sequences", quiet=quiet) as bar:
         state = evaluate(loaded.predictor, dataset, spec=loaded.spec, band_width=boundary_width, batch_size=batch_size,
-                         shard=shard_range, progress=counter(bar, "eval"))
-    results = build_results(state, loaded.info, set_meta, boundary_width, shard_range)
+                         shard=shard_range, progress=counter(bar, "eval"), allow_non_finite=allow_nonfinite)
+    results = build_results(state, info, set_meta, boundary_width, shard_range)
     write_outputs(out_dir, results, overwrite=overwrite, plot=not no_plot)
     print_results(results)
     if board is not None:
@@ -109,17 +117,21 @@ def merge(shards, out, leaderboard, no_leaderboard, replace, overwrite, no_plot)
 
 
 def default_out_name(model: str, shard: str | None) -> str:
-    name = re.sub(r"[^A-Za-z0-9._=-]+", "_", model.split("/")[-1])
+    """``eval-<parent>-<file>`` for a model file (``base/model.pt2`` and ``ft/model.pt2`` differ),
+    ``eval-<name>`` otherwise; characters outside ``[A-Za-z0-9._=-]`` become ``_``."""
+    parts = [p for p in model.replace("\\", "/").split("/") if p not in ("", ".")]
+    text = "-".join(parts[-2:]) if len(parts) > 1 else model
+    name = re.sub(r"[^A-Za-z0-9._=-]+", "_", text)
     return f"eval-{name}" + (f"-shard{shard.replace('/', 'of')}" if shard else "")
 
 
-def refuse_existing_row(board: Path, model_info: dict, set_meta: dict) -> None:
-    """A row for this model file, set and protocol is refused *before* a long evaluation."""
+def refuse_existing_row(board: Path, model_info: dict, set_meta: dict, boundary_width: int) -> None:
+    """A row of this name, set, protocol and band is refused *before* a long evaluation."""
     from stabbench.errors import OutputConflictError
     from stabbench.report.leaderboard import has_row
 
-    probe = {"model": model_info["id"], "model_sha256": model_info.get("sha256") or "",
-             "set_sha256": set_meta["sha256"], "protocol_version": set_meta["protocol_version"]}
+    probe = {"model": model_info["name"], "set_sha256": set_meta["sha256"],
+             "protocol_version": set_meta["protocol_version"], "boundary_width": boundary_width}
     if has_row(board, probe):
         raise OutputConflictError(
             f"{board}: already has a row for model {probe['model']} on this set "
@@ -133,7 +145,7 @@ def print_results(results: dict) -> None:
 
     out = console()
     m = results["metrics"]
-    out.print(f"model {results['model']['id']}  on  {results['set']['path']} ({results['set']['dataset']}, protocol "
+    out.print(f"model {results['model'].get('name') or results['model']['id']}  on  {results['set']['path']} ({results['set']['dataset']}, protocol "
               f"{results['set']['protocol_version']}, {m['sequences']} sequences)", soft_wrap=True)  # long paths stay whole
     head = Table(title="headline (percent)")
     for col in ("S_global", "S_boundary", "mIoU_syn"):

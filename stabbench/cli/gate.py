@@ -17,17 +17,21 @@ from stabbench.cli.common import console, fmt_metric, reports_errors
 @click.option("--baseline", type=click.Path(path_type=str), help="results.json / eval folder / leaderboard CSV to compare with.")
 @click.option("--baseline-model", help="Row of the baseline leaderboard to compare with.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Points each metric may fall below the baseline.")
+@click.option("--allow-different-set", is_flag=True, help="Compare with a baseline measured on another set, protocol, band or "
+                                                          "metric definitions (loudly; the numbers are then not comparable).")
 @reports_errors
-def gate(result, model, thresholds, baseline, baseline_model, tolerance):
+def gate(result, model, thresholds, baseline, baseline_model, tolerance, allow_different_set):
     """Check a result against thresholds and/or a baseline: exit 0 if all pass, 1 if any fell short.
 
     \b
-    Exit codes: 0 all checks passed, 1 a check failed, 2 usage error, 3 unreadable/invalid result.
+    Exit codes: 0 all checks passed, 1 a check failed, 2 usage error, 3 unreadable/invalid result
+    or a baseline measured differently (set, protocol, band width, metric definitions).
     Example: stabbench gate eval-mymodel --min S_boundary=94 --baseline leaderboard.csv --baseline-model main --tolerance 0.2
     """
     from stabbench.report.gate import gate as run_gate
 
-    report = run_gate(Path(result), model, thresholds, Path(baseline) if baseline else None, baseline_model, tolerance)
+    report = run_gate(Path(result), model, thresholds, Path(baseline) if baseline else None, baseline_model, tolerance,
+                      allow_different_set)
     for line in report.lines():
         print(line)
     sys.exit(report.exit_code)
@@ -53,12 +57,20 @@ def leaderboard_cmd(path, as_json):
         print(json.dumps(rows, indent=1))
         return
     table = Table(title=f"leaderboard {path}")
-    columns = ("model", "dataset", "protocol_version", "sequences", "S_global", "S_boundary", "mIoU_syn")
+    columns = ("model", "dataset", "set", "protocol_version", "sequences", "S_global", "S_boundary", "mIoU_syn")
     numeric = ("S_global", "S_boundary", "mIoU_syn")
     for col in columns:
         # a long model path folds over lines (no_wrap let it take the whole width: metrics vanished)
         table.add_column(col.replace("protocol_version", "protocol"), justify="right" if col in numeric else "left",
                          overflow="fold" if col == "model" else "ellipsis")
     for r in rows:
-        table.add_row(*(fmt_metric(float(r[c])) if c in numeric and r.get(c) else r.get(c, "") for c in columns))
+        set_text = f"{r.get('set', '')} {str(r.get('set_sha256', ''))[:8]}".strip()
+        table.add_row(*(_metric_cell(r.get(c)) if c in numeric else (set_text if c == "set" else r.get(c, "")) for c in columns))
     console().print(table)
+
+
+def _metric_cell(text) -> str:
+    try:
+        return fmt_metric(float(text))
+    except (TypeError, ValueError):
+        return str(text or "")

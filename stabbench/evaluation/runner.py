@@ -23,6 +23,7 @@ def evaluate(
     shard: tuple[int, int] = (0, 1),
     progress: Callable[[int, int], None] | None = None,
     prefetch: bool = True,
+    allow_non_finite: bool = False,
 ) -> EvalState:
     """Feed every sequence of ``dataset`` (a :class:`~stabbench.synth.SyntheticSet`) in
     temporal order and accumulate S_global, S_boundary and the confusion matrices.
@@ -33,6 +34,10 @@ def evaluate(
     memory. Results are the same either way, and so are errors: a sequence that cannot be
     read raises its :class:`~stabbench.errors.DataError` when its turn comes, after the
     sequences before it were scored. Without ``prefetch``, one sequence at a time.
+
+    A model output holding NaN or Inf is a :class:`~stabbench.errors.ModelError` naming the
+    sequence and frames, unless ``allow_non_finite`` (then it is counted in
+    ``state.non_finite`` and described in ``state.warnings``; such a result fails the gate).
     """
     from stabbench.predictors import predict_sequence
 
@@ -48,6 +53,9 @@ def evaluate(
             if pool is not None and done + 1 < len(indices):
                 ahead = pool.submit(_load_sequence, dataset, indices[done + 1])
             labels, non_finite = predict_sequence(predictor, frames, spec=spec, sequence=seq, batch_size=batch_size)
+            if non_finite and not allow_non_finite:
+                raise ModelError(f"sequence {seq.id}: {non_finite[0]}; a broken model is not scored "
+                                 "(--allow-nonfinite records it as a warning instead, and the gate fails it)")
             state.non_finite += len(non_finite)
             state.warnings += [f"{seq.id}: {issue}" for issue in non_finite]
             check_label_range(labels, num_classes, seq.id)

@@ -19,6 +19,7 @@ from stabbench.metrics.breakdown import sequence_rows, summarize
 from stabbench.metrics.confusion import ConfusionMeter
 from stabbench.metrics.functional import (
     BAND_WIDTH,
+    DEFINITIONS,
     IGNORE_LABEL,
     PairGeometry,
     PairTracks,
@@ -36,6 +37,7 @@ from stabbench.metrics.functional import (
 from stabbench.metrics.stability import PairCounts, StabilityMeter
 
 __all__ = [
+    "DEFINITIONS",
     "BAND_WIDTH",
     "IGNORE_LABEL",
     "ConfusionMeter",

@@ -27,6 +27,11 @@ import numpy as np
 
 from stabbench.conventions import BAND_WIDTH, IGNORE_LABEL
 
+#: Version of the metric definitions (docs/metrics.md: tracked pixels with the ground-truth
+#: agreement rule, the Euclidean band, per-sequence then per-set averaging). Results measured
+#: under different definitions are never compared (``stabbench gate``); bump it on any change.
+DEFINITIONS = "1"
+
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 

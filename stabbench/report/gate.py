@@ -1,19 +1,43 @@
-"""``stabbench gate``: compare a result with thresholds and/or a baseline row.
+"""``stabbench gate``: compare a result with thresholds and/or a comparable baseline.
 
-A result is either a ``results.json`` written by ``stabbench eval`` or a row of a
-leaderboard CSV (selected by model identifier). Thresholds are ``METRIC=VALUE`` (the result
-must be at least VALUE); a baseline row allows the result to fall at most ``tolerance``
-points below it. The outcome lists every check with its margin.
+A result is a ``results.json`` written by ``stabbench eval`` (or its folder) or a row of a
+leaderboard CSV (selected by its name, ``--model``). Thresholds are ``METRIC=VALUE`` (the
+result must be at least VALUE); a baseline allows the result to fall at most ``tolerance``
+points below it.
+
+Only comparable results are compared: a baseline must share the result's set (manifest
+sha256), protocol version, boundary width and metric definitions, else the gate refuses
+(:class:`DataError`, exit 3) listing what differs, unless ``allow_different_set``. From a
+leaderboard with several rows for the baseline's name, the row of the result's set is taken.
+A result whose model produced NaN/Inf outputs fails the gate. Values are compared at the
+precision they are stored with (a leaderboard written by an older stabbench rounded to 4
+decimals: the result is rounded alike).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stabbench.errors import EXIT_CHECK_FAILED, EXIT_OK, DataError, UsageError
 from stabbench.report.leaderboard import METRICS, read_rows
+
+#: What makes two results comparable (leaderboard column names).
+IDENTITY = ("set_sha256", "protocol_version", "boundary_width", "definitions")
+
+
+@dataclass(frozen=True)
+class Result:
+    """A result's headline metrics, what identifies its measurement, and where it came from."""
+
+    metrics: dict[str, float]
+    identity: dict[str, str]
+    source: str
+    non_finite: int = 0
+    decimals: dict[str, int | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -21,7 +45,8 @@ class Check:
     metric: str
     value: float
     required: float
-    source: str  # "threshold" or "baseline <model>"
+    source: str  # "threshold", "baseline <model>" or "model outputs"
+    decimals: int | None = None  # compare at this precision (the baseline's stored precision)
 
     @property
     def margin(self) -> float:
@@ -29,43 +54,78 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        return self.value >= self.required
+        if self.decimals is None:
+            return self.value >= self.required
+        return round(self.value, self.decimals) >= round(self.required, self.decimals)
 
 
 def parse_threshold(text: str) -> tuple[str, float]:
-    """``"S_boundary=94.0"`` -> ``("S_boundary", 94.0)``; ValueError on anything else."""
+    """``"S_boundary=94.0"`` -> ``("S_boundary", 94.0)``; ValueError on anything else (NaN included)."""
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or name not in METRICS:
         raise ValueError(f"threshold {text!r} must be METRIC=VALUE with METRIC one of {', '.join(METRICS)}")
     try:
-        return name, float(value)
+        number = float(value)
     except ValueError:
         raise ValueError(f"threshold {text!r}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"threshold {text!r}: the value must be a finite number")
+    return name, number
 
 
-def load_metrics(path: Path, model: str | None = None) -> dict[str, float]:
-    """Headline metrics from a ``results.json`` (or an eval output folder) or a leaderboard row."""
+def _decimals(text: str) -> int | None:
+    """Decimals a CSV cell was rounded to (``None``: full precision, e.g. ``repr`` of a float)."""
+    text = text.strip()
+    if "e" in text.lower() or "." not in text:
+        return None
+    digits = len(text.split(".")[1])
+    return digits if digits <= 6 else None
+
+
+def load_result(path: Path, model: str | None = None, set_sha256: str | None = None) -> Result:
+    """A ``results.json`` (or an eval folder) or a leaderboard row (``model``: its name; the row of
+    ``set_sha256`` when several)."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
     if not path.is_file():
         raise DataError(path, "result file not found")
     if path.suffix == ".json":
-        try:
-            metrics = json.loads(path.read_text())["metrics"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(path, f"not a stabbench results.json ({exc.__class__.__name__}: {exc})") from None
-    else:
-        metrics = select_row(path, model)
+        return _from_results_json(path)
+    row = select_row(path, model, set_sha256)
     try:
-        return {m: float(metrics[m]) for m in METRICS}
+        metrics = {m: float(row[m]) for m in METRICS}
     except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(path, f"missing or non-numeric metric ({exc})") from None
+        raise DataError(path, f"missing or non-numeric metric in the row of {row.get('model')!r} ({exc})") from None
+    identity = {k: str(row.get(k) or ("1" if k == "definitions" else "")) for k in IDENTITY}
+    try:
+        non_finite = int(row.get("non_finite") or 0)
+    except ValueError:
+        raise DataError(path, f"non-numeric non_finite cell in the row of {row.get('model')!r}") from None
+    return Result(metrics, identity, f"{path} row {row.get('model')!r}", non_finite,
+                  {m: _decimals(str(row[m])) for m in METRICS})
 
 
-def select_row(path: Path, model: str | None) -> dict:
-    """The (last) leaderboard row of ``model``; the only row when ``model`` is None."""
+def _from_results_json(path: Path) -> Result:
+    try:
+        results = json.loads(path.read_text())
+        metrics = {m: float(results["metrics"][m]) for m in METRICS}
+        identity = {
+            "set_sha256": str(results["set"]["sha256"]),
+            "protocol_version": str(results["set"]["protocol_version"]),
+            "boundary_width": str(results["settings"]["boundary_width"]),
+            "definitions": str(results["settings"].get("definitions", "1")),
+        }
+        non_finite = int(results.get("model_outputs", {}).get("non_finite", 0))
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise DataError(path, f"not a stabbench results.json ({exc.__class__.__name__}: {exc})") from None
+    return Result(metrics, identity, str(path), non_finite, {m: None for m in METRICS})
+
+
+def select_row(path: Path, model: str | None, set_sha256: str | None = None) -> dict:
+    """The leaderboard row named ``model`` (the only model when None); among several rows of one
+    name, the one measured on ``set_sha256``. Never silently the last of several."""
     rows = read_rows(path)
     if model is not None:
         rows = [r for r in rows if r["model"] == model]
@@ -73,7 +133,20 @@ def select_row(path: Path, model: str | None) -> dict:
         raise DataError(path, f"no row for model {model!r}" if model else "leaderboard is empty")
     if model is None and len({r["model"] for r in rows}) > 1:
         raise DataError(path, "several models in this leaderboard; name one with --model / --baseline-model")
-    return rows[-1]
+    if len(rows) > 1 and set_sha256 is not None:
+        same_set = [r for r in rows if r.get("set_sha256") == set_sha256]
+        rows = same_set or rows
+    if len(rows) > 1:
+        sets = ", ".join(sorted({str(r.get("set_sha256", ""))[:12] for r in rows}))
+        raise DataError(path, f"{len(rows)} rows for model {rows[0]['model']!r} (sets {sets}); "
+                              "give the eval folder instead, or keep one row per set")
+    return rows[0]
+
+
+def comparability(result: Result, baseline: Result) -> list[str]:
+    """What differs between the measurements of two results (empty: comparable)."""
+    return [f"{key}: {result.identity.get(key)!r} vs baseline {baseline.identity.get(key)!r}"
+            for key in IDENTITY if result.identity.get(key) != baseline.identity.get(key)]
 
 
 @dataclass(frozen=True)
@@ -81,6 +154,7 @@ class GateReport:
     """The outcome of ``stabbench gate``: every check, the lines to print, the exit code."""
 
     checks: tuple[Check, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def failed(self) -> int:
@@ -92,7 +166,8 @@ class GateReport:
         return EXIT_CHECK_FAILED if self.failed else EXIT_OK
 
     def lines(self) -> list[str]:
-        out = [
+        out = list(self.notes)
+        out += [
             f"{'ok  ' if c.passed else 'FAIL'} {c.metric:<11} {c.value:8.3f}  required >= {c.required:8.3f} "
             f"({c.source})  margin {c.margin:+.3f}"
             for c in self.checks
@@ -103,17 +178,38 @@ class GateReport:
 
 
 def gate(result_path: Path, model: str | None, thresholds: tuple[str, ...], baseline: Path | None,
-         baseline_model: str | None, tolerance: float) -> GateReport:
-    """Load the result (and baseline) and run every check; UsageError for bad thresholds or nothing to check."""
+         baseline_model: str | None, tolerance: float, allow_different_set: bool = False) -> GateReport:
+    """Load the result (and baseline), check comparability, run every check.
+
+    UsageError for bad thresholds or nothing to check; DataError (exit 3) for an incomparable
+    baseline unless ``allow_different_set``.
+    """
     try:
         parsed = [parse_threshold(t) for t in thresholds]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not parsed and baseline is None:
         raise UsageError("nothing to check: give --min METRIC=VALUE and/or --baseline")
-    result = load_metrics(result_path, model)
-    base = load_metrics(baseline, baseline_model) if baseline is not None else None
-    return GateReport(tuple(run_checks(result, parsed, base, f"baseline {baseline_model or baseline}", tolerance)))
+    result = load_result(result_path, model)
+    notes: list[str] = []
+    base = None
+    if baseline is not None:
+        base = load_result(baseline, baseline_model, result.identity["set_sha256"])
+        differs = comparability(result, base)
+        if differs and not allow_different_set:
+            raise DataError(baseline, "the baseline was not measured like the result (" + "; ".join(differs)
+                            + "); compare results of the same set, protocol, band and definitions, "
+                            "or pass --allow-different-set")
+        if differs:
+            note = "WARNING: comparing results measured differently (--allow-different-set): " + "; ".join(differs)
+            warnings.warn(note, UserWarning, stacklevel=2)
+            notes.append(note)
+    checks = run_checks(result.metrics, parsed, None if base is None else base.metrics,
+                        f"baseline {baseline_model or baseline}", tolerance,
+                        decimals=None if base is None else base.decimals)
+    if result.non_finite:  # a broken model never passes
+        checks.append(Check("finite", -float(result.non_finite), 0.0, f"{result.non_finite} model outputs held NaN/Inf"))
+    return GateReport(tuple(checks), tuple(notes))
 
 
 def run_checks(
@@ -123,9 +219,16 @@ def run_checks(
     baseline_name: str = "baseline",
     tolerance: float = 0.0,
     metrics: tuple[str, ...] = METRICS,
+    decimals: dict[str, int | None] | None = None,
 ) -> list[Check]:
     """Every check: each threshold, then each of ``metrics`` against the baseline - tolerance."""
     checks = [Check(m, result[m], v, "threshold") for m, v in thresholds]
     if baseline is not None:
-        checks += [Check(m, result[m], baseline[m] - tolerance, baseline_name) for m in metrics]
+        decimals = decimals or {}
+        checks += [Check(m, result[m], baseline[m] - tolerance, baseline_name, decimals.get(m)) for m in metrics]
     return checks
+
+
+def load_metrics(path: Path, model: str | None = None) -> dict[str, float]:
+    """Headline metrics of a result (see :func:`load_result`)."""
+    return load_result(path, model).metrics

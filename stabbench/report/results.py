@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stabbench.errors import DataError, OutputConflictError
-from stabbench.fileio import sha256_file
-from stabbench.metrics import sequence_rows, summarize
+from stabbench.fileio import atomic_write_text, fsync_dir, locked_dir, sha256_file
+from stabbench.metrics import DEFINITIONS, sequence_rows, summarize
 
 RESULTS_FORMAT = "stabbench-results"
 RESULTS_FORMAT_VERSION = 1
@@ -84,7 +84,8 @@ def build_results(state, model_info: dict, set_meta: dict, band_width: int, shar
         "stabbench_version": __version__,
         "model": model_info,
         "set": set_meta,
-        "settings": {"boundary_width": band_width, "shard": list(shard)},
+        "settings": {"boundary_width": band_width, "shard": list(shard), "definitions": DEFINITIONS},
+        "model_outputs": {"non_finite": state.non_finite},
         "metrics": {**headline, **{k: overall[k] for k in ("S_global_pooled", "S_boundary_pooled", "sequences", "pairs", "tracked", "boundary_tracked", "boundary_skipped_pairs", "frames", "pixels")}},
         "warnings": sanity_warnings(headline, state),
         "model_warnings": state.warnings[:100],
@@ -137,35 +138,68 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 
 def write_outputs(out: Path, results: dict, overwrite: bool = False, plot: bool = True) -> list[Path]:
-    """Write the folder atomically: built beside ``out``, then renamed into place.
-
-    An existing ``out`` is replaced only with ``overwrite`` (else :class:`OutputConflictError`).
-    """
+    """Write the folder atomically: built beside ``out`` (``.OUT.tmp-PID``), every file fsync-ed,
+    then renamed into place while holding a lock on the parent folder. An existing ``out`` is
+    replaced only with ``overwrite`` (else :class:`OutputConflictError`). On any failure the
+    temporary folder is removed and ``out`` is untouched; stale temporaries of dead runs are
+    removed too."""
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with locked_dir(out.parent):
+        _check_replaceable(out, overwrite)
+        for stale in out.parent.glob(f".{out.name}.tmp-*"):
+            if stale.is_dir() and not _pid_alive(stale.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tmp.mkdir()
+            _write_files(tmp, results, plot)
+            if out.exists():
+                old = out.with_name(f".{out.name}.old-{os.getpid()}")
+                out.rename(old)
+                tmp.rename(out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        fsync_dir(out.parent)
+    return sorted(out.iterdir())
+
+
+def _check_replaceable(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise OutputConflictError(f"{out}: already exists; pass --overwrite to replace it")
-    if out.exists() and not (out / "results.json").is_file() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or (not (out / "results.json").is_file() and any(out.iterdir()))):
         raise OutputConflictError(f"{out}: exists and is not a stabbench eval output; refusing to replace it")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    (tmp / "results.json").write_text(to_json(results))
-    (tmp / "per_sequence.csv").write_text(rows_to_csv(results["per_sequence"]))
-    (tmp / "per_perturbation_severity.csv").write_text(rows_to_csv(results["per_perturbation_severity"]))
-    (tmp / "per_class.csv").write_text(rows_to_csv(results["per_class"]))
+
+
+def _pid_alive(text: str) -> bool:
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_files(folder: Path, results: dict, plot: bool) -> None:
+    files = {
+        "results.json": to_json(results),
+        "per_sequence.csv": rows_to_csv(results["per_sequence"]),
+        "per_perturbation_severity.csv": rows_to_csv(results["per_perturbation_severity"]),
+        "per_class.csv": rows_to_csv(results["per_class"]),
+    }
+    for name, text in files.items():
+        atomic_write_text(folder / name, text)
     if plot:
         from stabbench.report.plot import plot_stability_vs_severity
 
-        plot_stability_vs_severity(results["per_perturbation_severity"], tmp / "stability_vs_severity.png", results["model"]["id"])
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
-    return sorted(out.iterdir())
+        plot_stability_vs_severity(results["per_perturbation_severity"], folder / "stability_vs_severity.png",
+                                   results["model"].get("name") or results["model"]["id"])
 
 
 def load_results(path: Path) -> dict:
@@ -188,17 +222,21 @@ def leaderboard_row(results: dict) -> dict:
     """The leaderboard row of a full (unsharded or merged) result."""
     model, dset, m = results["model"], results["set"], results["metrics"]
     return {
-        "model": model["id"],
+        "model": model.get("name") or model["id"],
+        "model_id": model["id"],
         "model_format": model.get("format", ""),
         "model_sha256": model.get("sha256") or "",
         "preprocess": json.dumps(model.get("preprocess", {}), sort_keys=True),
         "dataset": dset["dataset"],
+        "set": Path(dset["path"]).name,
         "set_sha256": dset["sha256"],
         "protocol_version": dset["protocol_version"],
         "protocol": dset["protocol"],
         "seed": dset["seed"],
         "sequences": m["sequences"],
         "boundary_width": results["settings"]["boundary_width"],
+        "definitions": results["settings"].get("definitions", DEFINITIONS),
+        "non_finite": results.get("model_outputs", {}).get("non_finite", 0),
         "S_global": m["S_global"],
         "S_boundary": m["S_boundary"],
         "mIoU_syn": m["mIoU_syn"],
