@@ -89,6 +89,8 @@ def load_result(path: Path, model: str | None = None, set_sha256: str | None = N
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
+    if path.exists() and not path.is_file():
+        raise DataError(path, "not a regular file; refused")
     if not path.is_file():
         raise DataError(path, "result file not found")
     if path.suffix == ".json":

@@ -113,6 +113,8 @@ def prepare_output(out: Path, run: dict, overwrite: bool) -> bool:
         raise OutputConflictError(f"{out}: exists and is not a directory")
     if not out.exists() or not any(not _is_temporary(child) for child in out.iterdir()):
         out.mkdir(parents=True, exist_ok=True)  # new, empty, or left by a kill before the first run.json
+        for stale in out.iterdir():
+            stale.unlink()
         write_json_atomic(out / RUN_FILE, run)
         return False
     if not (out / RUN_FILE).is_file():
