@@ -1,4 +1,4 @@
-"""Tiny models and predictors for tests/test_predictors.py (loaded as Python entries)."""
+"""Tiny models and predictors the tests load as Python entries (``--model tests.fixtures_models:build``)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ class NanPredictor:
 
 
 class RecordingPredictor:
-    """Stateful predictor for tests/test_eval.py: logs every reset() and every frame it sees.
+    """Stateful predictor for tests/cli/test_evaluate.py: logs every reset() and every frame it sees.
 
     ``RecordingPredictor.log`` (class-level, so a test can read it after the CLI built and
     dropped the instance) gets ``("reset",)`` per reset and ``("frame", sha256 of the frame

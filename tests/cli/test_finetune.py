@@ -1,26 +1,24 @@
-"""``stabbench finetune`` and the built-in architectures: an end-to-end Coherent-Loss
+"""``stabbench finetune`` end to end through the CLI (stabbench.cli.finetune): a Coherent-Loss
 fine-tune on tiny data, export -> ``stabbench eval``, bit-identical resume, the control run,
 supervised training from scratch, other model sources, and bad inputs."""
 
 from __future__ import annotations
 
-import csv
 import json
-import warnings
 import textwrap
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import perturbations as P
-from stabbench.cli import main
 from stabbench.datasets import list_sources
-from stabbench.models import build_model, count_parameters
+from stabbench.models import build_model
 from stabbench.training.outputs import digest_state_dict
+from tests.helpers import cli, read_csv
 
 SIZE = "48x64"
 # small, fast settings shared by every run: 4 shapes images, batches of 2 + 2 pairs
@@ -28,29 +26,11 @@ BASE = ["--model", "builtin:tiny_unet,base=8", "--dataset", "shapes", "--num-ima
         "--batch-labeled", "2", "--batch-pairs", "2", "--pairs-per-video", "3", "--flow-preset", "ultrafast", "-q"]
 
 
-def cli(*args: str):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def write_frames(folder: Path, frames) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for k, frame in enumerate(frames):
         cv2.imwrite(str(folder / f"{k:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     return folder
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is faster and steadier on a shared machine than several."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -81,33 +61,19 @@ def state_digest(out: Path) -> str:
     return digest_state_dict(torch.load(out / "state_dict.pt", weights_only=True))
 
 
-# ----------------------------------------------------------------------------- the model
-
-
-def test_tiny_unet_shapes_and_parameters() -> None:
-    torch.manual_seed(0)
-    net = build_model("tiny_unet", num_classes=3).eval()
-    assert 100_000 <= count_parameters(net) <= 500_000
-    x = torch.rand(2, 3, 37, 50)  # sizes that do not divide by 8
-    with torch.no_grad():
-        assert net(x).shape == (2, 3, 37, 50)  # (its torch.export round trip: test_finetune_writes_its_outputs)
-    group = build_model("tiny_unet", num_classes=2, base=8, norm="group")
-    assert group(torch.rand(1, 3, 16, 16)).shape == (1, 2, 16, 16)
-    with pytest.raises(KeyError):
-        build_model("no_such_net", num_classes=2)
-
-
 # ----------------------------------------------------------------------------- end to end
 
 
 @pytest.fixture(scope="module")
 def coherent_run(data, tmp_path_factory) -> Path:
+    """A 2-epoch Coherent-Loss run evaluated every 2 steps (~4 s: its users are marked slow)."""
     out = tmp_path_factory.mktemp("ft-run") / "coherent"
     result = finetune(data, out, "--epochs", "2", "--eval-every", "2", "--eval-set", data["evalset"])
     assert result.exit_code == 0, result.output
     return out
 
 
+@pytest.mark.slow
 def test_finetune_writes_its_outputs(coherent_run: Path) -> None:
     out = coherent_run
     for name in ("model.pt2", "model.stabbench.json", "state_dict.pt", "train_config.json", "train_log.csv",
@@ -144,6 +110,7 @@ def test_finetune_writes_its_outputs(coherent_run: Path) -> None:
     assert program(x[:1]).shape == (1, 3, 48, 64)
 
 
+@pytest.mark.slow
 def test_eval_every_logs_metrics_and_eval_loads_the_export(coherent_run: Path, data, tmp_path: Path) -> None:
     rows = read_csv(coherent_run / "eval_log.csv")
     assert [int(r["step"]) for r in rows] == [2, 4]
@@ -159,6 +126,7 @@ def test_eval_every_logs_metrics_and_eval_loads_the_export(coherent_run: Path, d
     assert metrics["mIoU_syn"] == pytest.approx(float(rows[-1]["mIoU_syn"]), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(data, tmp_path: Path) -> None:
     extra = ("--epochs", "2", "--batch-labeled", "3", "--augment", "--checkpoint-every", "1")
     full, split = tmp_path / "full", tmp_path / "split"
@@ -177,6 +145,7 @@ def test_resume_equals_uninterrupted(data, tmp_path: Path) -> None:
     assert other.exit_code == 4 and "other settings" in other.output
 
 
+@pytest.mark.slow
 def test_control_run_logs_zero_coherent_terms_and_draws_the_same_pairs(data, coherent_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "control"
     result = finetune(data, out, "--epochs", "2", "--no-coherent", "--seg-loss", "ce+lovasz")
@@ -194,6 +163,7 @@ def test_control_run_logs_zero_coherent_terms_and_draws_the_same_pairs(data, coh
     assert ck_control["position"] == ck_coherent["position"]
 
 
+@pytest.mark.slow
 def test_supervised_from_scratch_then_finetune_from_its_outputs(data, tmp_path: Path) -> None:
     base = tmp_path / "base"
     result = finetune(data, base, "--epochs", "3", "--optimizer", "adamw", "--lr", "3e-3", "--lr-schedule", "poly",
@@ -237,11 +207,10 @@ def test_supervised_from_scratch_then_finetune_from_its_outputs(data, tmp_path: 
         assert runs["arch"]["metrics"][key] == pytest.approx(runs["pt2"]["metrics"][key], abs=1e-6)
 
 
-def test_python_entry_model(data, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+def test_python_entry_model(data, tmp_path: Path) -> None:
     args = ["finetune", *BASE, "--out", tmp_path / "entry", "--max-steps", "1", "--videos", data["videos"],
             "--flow-cache", data["cache"]]
-    args[args.index("builtin:tiny_unet,base=8")] = "fixtures_models:build"
+    args[args.index("builtin:tiny_unet,base=8")] = "tests.fixtures_models:build"
     result = cli(*args)
     assert result.exit_code == 0, result.output
     # weights that do not fit the architecture: a bad model (exit 5)
@@ -250,7 +219,7 @@ def test_python_entry_model(data, tmp_path: Path, monkeypatch) -> None:
     assert result.exit_code == 5 and "do not fit" in result.output
     # eval takes the same entry with the trained weights (--weights), and refuses ill-fitting ones
     for weights, code in ((tmp_path / "entry" / "state_dict.pt", 0), (tmp_path / "bad.pt", 5)):
-        result = cli("eval", "--model", "fixtures_models:build", "--weights", weights, "--set", data["evalset"],
+        result = cli("eval", "--model", "tests.fixtures_models:build", "--weights", weights, "--set", data["evalset"],
                      "--out", tmp_path / f"ev-{code}", "--no-leaderboard", "--no-plot", "-q", "--activation", "softmax")
         assert result.exit_code == code, result.output
     results = json.loads((tmp_path / "ev-0" / "results.json").read_text())
@@ -295,6 +264,7 @@ def test_model_output_that_does_not_fit(data, tmp_path: Path, monkeypatch) -> No
     assert "(1, 3, 24, 32)" in result.output and "input resolution" in result.output
 
 
+@pytest.mark.slow
 def test_output_folder_conflicts_and_usage_errors(data, coherent_run: Path, tmp_path: Path) -> None:
     result = finetune(data, coherent_run, "--epochs", "2")
     assert result.exit_code == 4 and "--overwrite" in result.output

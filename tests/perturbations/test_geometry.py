@@ -1,11 +1,16 @@
 """perturbations.geometry: affine algebra, coverage, occluders, validity and dense flow.
 
 Every check is against an independent reference: hand-computed cases, per-pixel Python
-loops, or invariants (round trips, fixed points, chaining).
+loops, or invariants (round trips, fixed points, chaining). The fast paths of
+``pair_validity`` (per-row intervals) and ``affine_flow`` (row bands) are compared bit for
+bit with their definitions: ``pair_validity_dense`` (the reference kept in the package) and
+the expression of ``affine_flow``'s docstring, on every trajectory type and on adversarial
+maps, occluders and special values.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -24,9 +29,11 @@ from perturbations.geometry import (
     invert,
     pair_affine,
     pair_validity,
+    pair_validity_dense,
     power,
     to_homogeneous,
 )
+from tests.helpers import assert_same, outcome
 
 W, H = 64, 48
 GEOMETRIC = ("translation", "rotation", "scaling")
@@ -60,23 +67,20 @@ def inverse_point(affine: np.ndarray, x: float, y: float) -> tuple[float, float]
     return (e * u - b * v) / det, (a * v - d * u) / det
 
 
-def bilinear(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Float64 bilinear sampling of ``field`` ``(H, W, C)`` at ``(x, y)`` inside the pixel hull."""
-    h, w = field.shape[:2]
-    x0 = np.clip(np.floor(x).astype(int), 0, w - 2)
-    y0 = np.clip(np.floor(y).astype(int), 0, h - 2)
-    ax, ay = (x - x0)[..., None], (y - y0)[..., None]
-    f = field.astype(np.float64)
-    return (
-        f[y0, x0] * (1 - ax) * (1 - ay)
-        + f[y0, x0 + 1] * ax * (1 - ay)
-        + f[y0 + 1, x0] * (1 - ax) * ay
-        + f[y0 + 1, x0 + 1] * ax * ay
-    )
-
-
 def grid(h: int = H, w: int = W) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+
+
+def flow_by_definition(affine: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``affine_flow`` as its docstring defines it: ``f(x) = A x - x``, each component
+    ``(a - 1) x + b y + c`` (``d x + (e - 1) y + f``) evaluated in float64 on the whole frame
+    and rounded once to float32."""
+    x = np.arange(width, dtype=np.float64)[None, :]
+    y = np.arange(height, dtype=np.float64)[:, None]
+    (a, b, c), (d, e, f) = affine
+    dx = (a - 1.0) * x + b * y + c
+    dy = d * x + (e - 1.0) * y + f
+    return np.stack(np.broadcast_arrays(dx, dy), axis=-1).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- affine algebra
@@ -312,23 +316,6 @@ def test_pair_validity_identity_is_everything_but_the_margin_ring() -> None:
     np.testing.assert_array_equal(pair_validity(ident, ident, None, None, H, W, margin=2.0), expected2)
 
 
-def test_static_trajectory_correspondence() -> None:
-    traj = P.make_trajectory("gaussian_noise", 3, np.random.default_rng(0), H, W, 4)
-    for t in range(3):
-        flow, valid = P.pair_correspondence(traj, t)
-        assert flow.shape == (H, W, 2) and flow.dtype == np.float32
-        assert valid.shape == (H, W) and valid.dtype == bool
-        np.testing.assert_array_equal(flow, 0.0)
-        assert valid.sum() == (H - 2) * (W - 2) and valid[1:-1, 1:-1].all()
-
-
-def test_pair_correspondence_rejects_bad_index() -> None:
-    traj = P.make_trajectory("translation", 1, np.random.default_rng(0), H, W, 3)
-    for t in (-1, 2, 5):
-        with pytest.raises(ValueError, match="pair index"):
-            P.pair_correspondence(traj, t)
-
-
 def brute_validity(a_t, a_t1, occ_t, occ_t1, h, w, margin=VALIDITY_MARGIN) -> np.ndarray:
     """The rule of docs/protocol.md, one pixel at a time."""
     out = np.zeros((h, w), bool)
@@ -362,30 +349,7 @@ def test_pair_validity_matches_brute_force() -> None:
         assert 0 < got.sum() < h * w
 
 
-@pytest.mark.parametrize("name", P.PERTURBATION_NAMES)
-@pytest.mark.parametrize("severity", [1, 6])
-def test_validity_margin_guarantee(name: str, severity: int) -> None:
-    """Valid x: x is covered and un-occluded in frame t, and the pixel *nearest* to x + f(x)
-    is inside frame t+1, covered by source content and un-occluded there."""
-    h, w = 48, 64
-    for seed in range(3):
-        traj = P.make_trajectory(name, severity, np.random.default_rng(seed), h, w, 11)
-        for t in range(traj.num_frames - 1):
-            flow, valid = P.pair_correspondence(traj, t)
-            assert valid.any()
-            cov_t, cov_t1 = coverage(traj.affines[t], h, w), coverage(traj.affines[t + 1], h, w)
-            occ_t = traj.occluder(t).raster(h, w) if traj.occluder(t) else np.zeros((h, w), bool)
-            occ_t1 = traj.occluder(t + 1).raster(h, w) if traj.occluder(t + 1) else np.zeros((h, w), bool)
-            assert (cov_t & ~occ_t)[valid].all()
-            rows, cols = np.nonzero(valid)
-            tx = np.rint(cols + flow[rows, cols, 0].astype(np.float64)).astype(int)
-            ty = np.rint(rows + flow[rows, cols, 1].astype(np.float64)).astype(int)
-            assert (tx >= 0).all() and (tx < w).all() and (ty >= 0).all() and (ty < h).all()
-            assert cov_t1[ty, tx].all()
-            assert not occ_t1[ty, tx].any()
-
-
-# ----------------------------------------------------------------------------- chaining
+# ----------------------------------------------------------------------------- chaining, inside
 
 
 @pytest.mark.parametrize("name", GEOMETRIC)
@@ -398,46 +362,6 @@ def test_pair_affines_compose_to_frame_affines(name: str) -> None:
         np.testing.assert_allclose(acc, traj.affines[k], atol=1e-9)
 
 
-@pytest.mark.parametrize("name", GEOMETRIC)
-@pytest.mark.parametrize("severity", [2, 6])
-def test_chained_dense_flows_match_direct_mapping(name: str, severity: int) -> None:
-    """x + f_t(x) + f_{t+1}(x + f_t(x)) (bilinear) = A_{t+2} A_t^{-1} x on valid pixels, and
-    following the flows from frame 0 to frame k lands on A_k p for every source pixel p that
-    stays tracked."""
-    h, w = 48, 64
-    traj = P.make_trajectory(name, severity, np.random.default_rng(9), h, w, 11)
-    flows = [P.pair_correspondence(traj, t) for t in range(traj.num_frames - 1)]
-    x, y = grid(h, w)
-    for t in range(traj.num_frames - 2):
-        (f0, v0), (f1, _) = flows[t], flows[t + 1]
-        x1, y1 = x + f0[..., 0], y + f0[..., 1]
-        second = bilinear(f1, np.where(v0, x1, 0.0), np.where(v0, y1, 0.0))
-        x2, y2 = x1 + second[..., 0], y1 + second[..., 1]
-        ex, ey = apply_affine(pair_affine(traj.affines[t], traj.affines[t + 2]), h, w)
-        err = np.hypot(x2 - ex, y2 - ey)[v0]
-        assert v0.sum() > 0.5 * h * w
-        assert err.max() < 1e-3, (t, err.max())
-
-    # follow the flows of all pairs from frame 0
-    px, py = x.copy(), y.copy()
-    alive = np.ones((h, w), bool)
-    for k in range(1, traj.num_frames):
-        flow, valid = flows[k - 1]
-        qx, qy = np.clip(px, 0, w - 1), np.clip(py, 0, h - 1)
-        # still tracked: the point is a valid pixel's neighbourhood (valid at its nearest pixel)
-        alive &= valid[np.rint(qy).astype(int), np.rint(qx).astype(int)]
-        alive &= (px >= 0) & (px <= w - 1) & (py >= 0) & (py <= h - 1)
-        step = bilinear(flow, qx, qy)
-        px, py = px + step[..., 0], py + step[..., 1]
-        ex, ey = apply_affine(traj.affines[k], h, w)
-        err = np.hypot(px - ex, py - ey)[alive]
-        assert alive.sum() > 0.3 * h * w
-        assert err.max() < 1e-3, (k, err.max())
-
-
-# ----------------------------------------------------------------------------- inside / trajectory
-
-
 def test_inside_is_the_pixel_centre_hull() -> None:
     x = np.array([0.0, -1e-9, 63.0, 63.0 + 1e-9, 1.0, 62.0, 0.5])
     y = np.zeros_like(x) + 5.0
@@ -445,20 +369,187 @@ def test_inside_is_the_pixel_centre_hull() -> None:
     np.testing.assert_array_equal(inside(x, y, 64, 48, margin=1.0), [False, False, False, False, True, True, False])
 
 
-@pytest.mark.parametrize("name", P.PERTURBATION_NAMES)
-def test_trajectory_dict_round_trip(name: str) -> None:
-    import json
+# ----------------------------------------------------------------------------- fast paths = their definitions
 
-    traj = P.make_trajectory(name, 5, np.random.default_rng(10), H, W, 6)
-    data = json.loads(json.dumps(traj.to_dict()))
-    back = P.Trajectory.from_dict(data)
-    assert (back.name, back.severity, back.height, back.width) == (name, 5, H, W)
-    assert back.params == traj.params
-    assert back.occluders == traj.occluders
-    assert back.noise_step == traj.noise_step
-    np.testing.assert_allclose(back.affines, traj.affines, atol=1e-12, rtol=0)
-    for t in range(5):
-        f0, v0 = P.pair_correspondence(traj, t)
-        f1, v1 = P.pair_correspondence(back, t)
-        np.testing.assert_allclose(f1, f0, atol=1e-6)
-        assert (v0 != v1).sum() <= 2  # a pixel exactly on a border may flip with 1e-12 rounding
+SIZES = [(1, 1), (1, 7), (9, 1), (2, 2), (5, 8), (48, 64), (37, 91), (120, 80)]
+
+
+@pytest.mark.parametrize("name", P.PERTURBATION_NAMES)
+def test_trajectories_all_types_severities_sizes(name):
+    rng = np.random.default_rng(sum(map(ord, name)))
+    pairs = 0
+    for severity, (height, width) in itertools.product(P.SEVERITIES, SIZES):
+        traj = P.make_trajectory(name, severity, rng, height, width, num_frames=6)
+        for t in range(traj.num_frames - 1):
+            a_t, a_t1 = traj.affines[t], traj.affines[t + 1]
+            o_t, o_t1 = traj.occluder(t), traj.occluder(t + 1)
+            for margin in (P.VALIDITY_MARGIN, 0.0, 2.5):
+                want = pair_validity_dense(a_t, a_t1, o_t, o_t1, height, width, margin)
+                assert_same(pair_validity(a_t, a_t1, o_t, o_t1, height, width, margin), want, (severity, t, margin))
+            assert_same(affine_flow(pair_affine(a_t, a_t1), height, width),
+                        flow_by_definition(pair_affine(a_t, a_t1), height, width))
+            flow, valid = P.pair_correspondence(traj, t)
+            assert_same(flow, flow_by_definition(pair_affine(a_t, a_t1), height, width))
+            assert_same(valid, pair_validity_dense(a_t, a_t1, o_t, o_t1, height, width))
+            pairs += 1
+    assert pairs == len(P.SEVERITIES) * len(SIZES) * 5
+
+
+def test_full_size_trajectories():
+    rng = np.random.default_rng(1)
+    for name in P.PERTURBATION_NAMES:
+        traj = P.make_trajectory(name, int(rng.integers(1, 7)), rng, 480, 854, num_frames=4)
+        for t in range(traj.num_frames - 1):
+            flow, valid = P.pair_correspondence(traj, t)
+            m = pair_affine(traj.affines[t], traj.affines[t + 1])
+            assert_same(flow, flow_by_definition(m, 480, 854), name)
+            assert_same(valid, pair_validity_dense(traj.affines[t], traj.affines[t + 1], traj.occluder(t),
+                                                   traj.occluder(t + 1), 480, 854), name)
+
+
+def random_map(rng, height, width):
+    """Near-identity, rotations, flips, big and degenerate-looking maps; integer and
+    half-pixel shifts that put pixel centres exactly on the borders."""
+    kind = int(rng.integers(0, 9))
+    a = np.eye(2, 3)
+    if kind == 0:
+        a[:, 2] = rng.integers(-5, 6, 2)
+    elif kind == 1:
+        a[:, 2] = rng.uniform(-10, 10, 2)
+    elif kind == 2:
+        th = rng.uniform(-0.5, 0.5)
+        a = about_centre(np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]]) * rng.uniform(0.8, 1.2),
+                         width, height)
+    elif kind == 3:
+        a[:, :2] = [[[0, 1], [1, 0]], [[-1, 0], [0, 1]], [[0, -1], [1, 0]], [[1, 0], [0, -1]]][rng.integers(0, 4)]
+        a[:, 2] = rng.integers(-3, max(height, width) + 3, 2)
+    elif kind == 4:
+        a[:, :2] += rng.choice([1e-17, -1e-17, 1e-12, -3e-15, 0.0, -0.0], (2, 2))
+        a[:, 2] = rng.choice([0.0, -0.0, 0.5, -0.5, 1.0, 1e-16, -1e-16, 0.1 + 0.2], 2)
+    elif kind == 5:
+        a[:, :2] = rng.uniform(-2, 2, (2, 2))
+        a[:, 2] = rng.uniform(-width, width, 2)
+    elif kind == 6:
+        a[:, :2] *= rng.choice([0.5, 2.0, 0.25, 3.0])
+        a[:, 2] = rng.choice([0.0, 0.5, 1.0, 1.5]) * rng.integers(-4, 5, 2)
+    elif kind == 7:
+        f = 1 + rng.choice([0.002, -0.002, 0.015, 1 / 3])
+        a = about_centre(np.diag([f, f]), width, height)
+    else:
+        a[:, 2] = rng.integers(-5, 6, 2) + rng.choice([0.0, 1e-15, -1e-15, 2.0**-40], 2)
+    return a
+
+
+def random_occluder(rng, height, width):
+    kind = int(rng.integers(0, 6))
+    if kind == 0:
+        return None
+    if kind == 1:
+        return Occluder(*rng.uniform(-5, max(height, width) + 5, 2), *rng.uniform(0.3, max(height, width) / 2, 2), (0, 0, 0))
+    if kind == 2:  # integer centre and axes: pixel centres exactly on the (grown) ellipse
+        return Occluder(float(rng.integers(0, width)), float(rng.integers(0, height)),
+                        float(rng.integers(1, 6)), float(rng.integers(1, 6)), (1, 2, 3))
+    if kind == 3:
+        return Occluder(float(rng.integers(0, width)) + 0.5, float(rng.integers(0, height)), 2.0, 1.0, (1, 2, 3))
+    if kind == 4:  # zero or negative axes
+        return Occluder(*rng.uniform(-50, 50, 2), *rng.uniform(-3, 0.5, 2), (1, 2, 3))
+    return Occluder(float(rng.choice([np.nan, 1e9, -1e9, 3.0])), 5.0, float(rng.choice([np.inf, 2.0, 1e-300])), 4.0,
+                    (1, 2, 3))
+
+
+def test_random_affines_and_occluders():
+    rng = np.random.default_rng(2024)
+    for case in range(1500):
+        height, width = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        if case % 50 == 0:
+            height, width = 480, 854
+        a_t = np.eye(2, 3) if rng.random() < 0.3 else random_map(rng, height, width)
+        a_t1 = random_map(rng, height, width)
+        o_t, o_t1 = random_occluder(rng, height, width), random_occluder(rng, height, width)
+        margin = float(rng.choice([1.0, 0.0, 0.5, 2.0, 1e-9, 3.7]))
+        args = (a_t, a_t1, o_t, o_t1, height, width, margin)
+        assert_same(outcome(pair_validity, *args), outcome(pair_validity_dense, *args), (case, args))
+        m = outcome(pair_affine, a_t, a_t1)
+        if not isinstance(m, type):
+            assert_same(outcome(affine_flow, m, height, width), outcome(flow_by_definition, m, height, width), (case, m))
+
+
+def test_pixels_exactly_on_the_borders():
+    """Integer shifts put whole columns and rows exactly on ``margin`` and ``W-1-margin``."""
+    height, width = 30, 40
+    for dx, dy, margin in itertools.product((-3, -1, 0, 1, 2), (-2, 0, 1), (0.0, 1.0, 2.0, 0.5)):
+        a_t = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+        for a_t1 in (np.array([[1.0, 0.0, dx - 1.0], [0.0, 1.0, dy + 1.0]]), np.array([[2.0, 0.0, 0.0], [0.0, 0.5, 0.5]])):
+            src_x, _ = apply_affine(invert(a_t), height, width)
+            assert (src_x == margin).any() or (src_x == width - 1 - margin).any() or margin % 1
+            want = pair_validity_dense(a_t, a_t1, None, None, height, width, margin)
+            assert_same(pair_validity(a_t, a_t1, None, None, height, width, margin), want, (dx, dy, margin))
+    occ = Occluder(10.0, 12.0, 3.0, 2.0, (0, 0, 0))  # pixels (10 +- 4, 12) and (10, 12 +- 3) on the ellipse grown by 1
+    want = pair_validity_dense(np.eye(2, 3), np.eye(2, 3), occ, occ, height, width)
+    assert not want[12, 6] and not want[12, 14] and not want[9, 10] and not want[15, 10] and want[12, 5]
+    assert_same(pair_validity(np.eye(2, 3), np.eye(2, 3), occ, occ, height, width), want)
+
+
+def test_boundary_far_from_the_estimate():
+    """A tiny slope: rounding alone moves the border hundreds of columns from the real-valued
+    estimate (the per-row binary search settles it)."""
+    height, width = 48, 854
+    a_t1 = np.array([[1.0, 0.0, 0.0], [1e-17, 1.0, 0.0]])  # ty = 1e-17 x + y: crosses H-1 by rounding
+    want = pair_validity_dense(np.eye(2, 3), a_t1, None, None, height, width, 0.0)
+    assert 0 < want[-1].sum() < width
+    assert_same(pair_validity(np.eye(2, 3), a_t1, None, None, height, width, 0.0), want)
+
+
+@pytest.mark.parametrize(
+    "a_t1",
+    [
+        np.array([[np.nan, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+        np.array([[1.0, 0.0, np.inf], [0.0, 1.0, 0.0]]),
+        np.array([[1e200, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+        np.array([[1.0, 0.0, 3e7], [0.0, 1.0, 0.0]]),
+        np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]),  # singular t+1: no inverse needed, all pixels map to a point
+    ],
+)
+def test_unusual_maps(a_t1):
+    for size in ((6, 9), (0, 5), (4, 0)):
+        args = (np.eye(2, 3), a_t1, Occluder(2.0, 2.0, 1.0, 1.0, (0, 0, 0)), None, *size, 1.0)
+        assert_same(outcome(pair_validity, *args), outcome(pair_validity_dense, *args), (a_t1, size))
+        assert_same(outcome(affine_flow, a_t1, *size), outcome(flow_by_definition, a_t1, *size))
+    singular = np.zeros((2, 3))
+    args = (singular, np.eye(2, 3), None, None, 5, 5)
+    assert outcome(pair_validity, *args) is outcome(pair_validity_dense, *args)
+
+
+def test_identity_flow_signed_zeros():
+    for signs in itertools.product((0.0, -0.0), repeat=4):
+        a = np.array([[1.0, signs[0], signs[1]], [signs[2], 1.0, signs[3]]])
+        assert_same(affine_flow(a, 7, 9), flow_by_definition(a, 7, 9), signs)
+
+
+def test_flow_special_values():
+    """Zero coefficients (a component constant along rows or columns), signed zeros,
+    infinities and NaN, in every combination the shortcuts of ``affine_flow`` look at."""
+    values = [0.0, -0.0, 1.0, -1.0, 2.0, 1e-17, -3.5, np.nan, np.inf, -np.inf, 0.1, 1e300, -1e-300]
+    rng = np.random.default_rng(5)
+    for case in range(3000):
+        a = rng.choice(values, (2, 3))
+        a[0, 0] = 1.0 if rng.random() < 0.5 else a[0, 0]
+        a[1, 1] = 1.0 if rng.random() < 0.5 else a[1, 1]
+        size = (int(rng.integers(0, 6)), int(rng.integers(0, 6)))
+        assert_same(outcome(affine_flow, a, *size), outcome(flow_by_definition, a, *size), (case, a, size))
+
+
+@pytest.mark.parametrize("width", [400, 854, 1000, 4096, 20000])
+def test_affine_flow_does_not_depend_on_how_the_frame_is_split(width):
+    """Property of the row bands (fewer rows per band the wider the frame; 90 rows cross band
+    boundaries at these widths): the top rows and the left columns of a flow are those of
+    the flow of a smaller frame, bit for bit."""
+    rng = np.random.default_rng(width)
+    a = np.eye(2, 3)
+    a[:, :2] += rng.uniform(-0.1, 0.1, (2, 2))
+    a[:, 2] = rng.uniform(-5, 5, 2)
+    tall = affine_flow(a, 90, width)
+    for height in (1, 7, 8, 9, 31, 32, 33, 37, 38, 39, 80, 81, 82, 89):
+        assert_same(affine_flow(a, height, width), tall[:height], (width, height))
+    for narrow in (1, width // 2, width - 1):
+        assert_same(affine_flow(a, 90, narrow), tall[:, :narrow], (width, narrow))

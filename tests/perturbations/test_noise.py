@@ -1,0 +1,70 @@
+"""perturbations.noise: the rounded Gaussian draws and the noise ladder of ``gaussian_noise``."""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+import perturbations as P
+from perturbations.noise import GAUSSIAN_NOISE_STEP, rounded_gaussian
+from tests.helpers import rounded_std
+
+H, W = 120, 160
+MINUTE = rounded_std(P.MINUTE_NOISE_STD)  # about 1.04 (rounding adds ~1/12 of variance)
+
+
+def test_noise_std_grows_with_severity_and_frames() -> None:
+    """On a flat mid-gray image, frame k - source has std sqrt(k s_step^2 + s_minute^2)."""
+    image = np.full((H, W, 3), 128, np.uint8)
+    label = np.ones((H, W), np.uint8)
+    previous = 0.0
+    for sev in P.SEVERITIES:
+        rng = np.random.default_rng(100 + sev)
+        traj = P.make_trajectory("gaussian_noise", sev, rng, H, W, 11)
+        assert traj.noise_step == GAUSSIAN_NOISE_STEP[sev]
+        frames = [f for f, _ in P.render_sequence(image, label, traj, rng)]
+        step = rounded_std(GAUSSIAN_NOISE_STEP[sev])
+        for k in (1, 4, 10):
+            diff = frames[k].astype(np.float64) - 128.0
+            expected = math.sqrt(k * step**2 + MINUTE**2)
+            assert diff.std() == pytest.approx(expected, rel=0.03), (sev, k)
+            assert abs(diff.mean()) < 0.05 * expected
+        std10 = float((frames[10].astype(np.float64) - 128).std())
+        assert std10 > previous
+        previous = std10
+    assert previous == pytest.approx(41.1, rel=0.03)  # docs/protocol.md: std 41 at frame 10, severity 6
+
+
+@pytest.mark.parametrize("std", [1.0, 2.0, 3.5, 5.0, 13.0, 41.0])
+def test_rounded_gaussian_statistics(std: float) -> None:
+    rng = np.random.default_rng(int(std * 10))
+    draw = rounded_gaussian(rng, (400_000,), std)
+    assert draw.dtype == np.int16 and draw.shape == (400_000,)
+    values = draw.astype(np.float64)
+    exact = rounded_std(std)
+    assert abs(values.mean()) < 4 * exact / math.sqrt(values.size)
+    assert values.std() == pytest.approx(exact, rel=0.01)
+    if std >= 2.0:
+        assert values.std() == pytest.approx(std, rel=0.03)
+    else:
+        # round(N(0, 1)) has std 1.04: rounding adds ~1/12 of variance (Sheppard)
+        assert values.std() == pytest.approx(std, rel=0.05)
+    # the distribution, not only its moments: probabilities of -2..2 std
+    cdf = NormalDist(0.0, std).cdf
+    for k in sorted({0, 1, int(std), int(2 * std)}):
+        expected = cdf(k + 0.5) - cdf(k - 0.5)
+        assert (draw == k).mean() == pytest.approx(expected, abs=0.004)
+        assert (draw == -k).mean() == pytest.approx(expected, abs=0.004)
+    assert np.abs(values).max() <= math.ceil(4.5 * std)  # table truncated at ~4.3 std
+
+
+def test_rounded_gaussian_zero_and_determinism() -> None:
+    z = rounded_gaussian(np.random.default_rng(0), (3, 4), 0.0)
+    assert z.dtype == np.int16 and not z.any()
+    a = rounded_gaussian(np.random.default_rng(5), (50, 3), 7.0)
+    b = rounded_gaussian(np.random.default_rng(5), (50, 3), 7.0)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (50, 3)
