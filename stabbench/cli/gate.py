@@ -32,6 +32,8 @@ def gate(result, model, thresholds, baseline, baseline_model, tolerance, allow_d
 
     report = run_gate(Path(result), model, thresholds, Path(baseline) if baseline else None, baseline_model, tolerance,
                       allow_different_set)
+    for note in report.notes:
+        click.echo(f"stabbench: {note}", err=True)
     for line in report.lines():
         print(line)
     sys.exit(report.exit_code)
