@@ -33,7 +33,7 @@ def reports_errors(command):
         try:
             return command(*args, **kwargs)
         except StabbenchError as exc:
-            click.echo(f"stabbench: error: {exc}", err=True)
+            click.echo(f"stabbench: error: {one_line(str(exc))}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("stabbench: interrupted; re-run the same command to resume", err=True)
@@ -47,11 +47,17 @@ def reports_errors(command):
         except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback reaches a user
             if os.environ.get("STABBENCH_DEBUG"):
                 raise
-            click.echo(f"stabbench: internal error: {type(exc).__name__}: {exc} (a bug: please report it; "
+            click.echo(f"stabbench: internal error: {type(exc).__name__}: {one_line(str(exc))} (a bug: please report it; "
                        "STABBENCH_DEBUG=1 shows the traceback)", err=True)
             sys.exit(EXIT_INTERNAL)
 
     return wrapper
+
+
+def one_line(text: str, limit: int = 800) -> str:
+    """A message on one line (a library's multi-line text folded), at most ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def split_csv(value: str | None) -> tuple[str, ...] | None:

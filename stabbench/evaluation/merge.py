@@ -33,14 +33,24 @@ def merge_shards(parts: Sequence[tuple[str, dict]]) -> tuple[EvalState, dict]:
         for section, key in SHARD_IDENTITY:
             if part.get(section, {}).get(key) != first.get(section, {}).get(key):
                 raise DataError(name, f"{section} {key} differs from {first_name}: not shards of one evaluation")
-    state = EvalState.from_state_dict(first["state"])
+    state = _state(first_name, first)
     for name, part in parts[1:]:
         try:
-            state = state.merge(EvalState.from_state_dict(part["state"]))
+            state = state.merge(_state(name, part))
         except ValueError as exc:
             raise DataError(name, str(exc)) from None
-    shards = sorted(tuple(p["settings"]["shard"]) for _, p in parts)
+    try:
+        shards = sorted((int(p["settings"]["shard"][0]), int(p["settings"]["shard"][1])) for _, p in parts)
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise DataError(first_name, "malformed settings.shard in a shard's results") from None
     n = shards[0][1]
     if shards != [(i, n) for i in range(n)]:
         raise DataError(first_name, f"shards {shards} do not cover i/{n} for i = 0..{n - 1} exactly once")
     return state, first
+
+
+def _state(name: str, results: dict) -> EvalState:
+    try:
+        return EvalState.from_state_dict(results["state"])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise DataError(name, f"malformed counts in results.json ({type(exc).__name__}: {exc})") from None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import re
 import sys
 import warnings
@@ -201,8 +202,12 @@ def load_weights(module: Any, path: Path) -> None:
         raise ModelError(f"{path}: weights file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelError(f"{path}: not a weights file (torch.load with weights_only=True refuses it: not a torch file, "
+                         "or it holds pickled Python objects, which are never loaded)") from None
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{path}: cannot read weights with torch.load(weights_only=True) ({type(exc).__name__}: {exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelError(f"{path}: cannot read weights with torch.load(weights_only=True) ({type(exc).__name__}: {first[:300]})") from None
     if isinstance(state, Mapping):
         for key in ("model", "state_dict"):
             if isinstance(state.get(key), Mapping):

@@ -213,8 +213,12 @@ def load_results(path: Path) -> dict:
         raise DataError(path, "results file not found") from None
     except (OSError, ValueError) as exc:
         raise DataError(path, f"cannot read results ({exc})") from None
-    if results.get("format") != RESULTS_FORMAT:
+    if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
         raise DataError(path, "not a stabbench results.json")
+    sections = {"model": dict, "set": dict, "settings": dict, "metrics": dict, "state": dict}
+    bad = [k for k, kind in sections.items() if not isinstance(results.get(k), kind)]
+    if bad:
+        raise DataError(path, f"malformed results.json (missing or not an object: {', '.join(bad)})")
     return results
 
 

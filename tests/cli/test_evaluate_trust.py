@@ -282,3 +282,18 @@ def test_a_non_numeric_leaderboard_cell_is_bad_data(shapes, tmp_path) -> None:
     board.write_text(text[0] + "\n" + ",".join(f'"{c}"' for c in cells) + "\n")
     one_line(run("gate", board, "--model", "builtin:oracle", "--min", "S_global=1"), 3, "non-numeric")
     assert run("leaderboard", board).exit_code == 0  # printing it still works
+
+
+@pytest.mark.parametrize("content", ['{"format": "stabbench-results"}', "[1, 2]", "not json", ""])
+def test_merge_of_malformed_results_is_bad_data(tmp_path, content) -> None:
+    (tmp_path / "r.json").write_text(content)
+    result = run("merge", tmp_path / "r.json", "--out", tmp_path / "m", "--no-leaderboard")
+    one_line(result, 3, "r.json")
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_garbage_weights_file_is_one_line(shapes, tmp_path) -> None:
+    (tmp_path / "w.pt").write_text("garbage")
+    line = one_line(ev(shapes, tmp_path / "ev", "arch:tiny_unet", "--weights", tmp_path / "w.pt", "--no-leaderboard"), 5,
+                    "not a weights file")
+    assert "weights_only` set to `False`" not in line  # never the advice to unpickle
