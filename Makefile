@@ -37,7 +37,7 @@ test: venv lint
 	$(BIN)/python -m pytest
 
 lint: venv
-	$(BIN)/ruff check stabbench perturbations tests benchmarks
+	$(BIN)/ruff check stabbench perturbations tests benchmarks experiments
 
 bench: venv
 	$(BIN)/python benchmarks/bench_synth.py

@@ -54,7 +54,7 @@ def _untimed(name: str) -> Iterator[None]:
     yield
 
 
-def _flow_tensors(run: TrainRun, flow) -> tuple:
+def flow_tensors(run: TrainRun, flow) -> tuple:
     """A batch's :class:`~stabbench.flow.PairFlow` as ``(flow_fw [B,2,H,W], valid_fw, flow_bw, valid_bw)`` tensors."""
     import torch
 
@@ -99,7 +99,7 @@ def compute_loss(run: TrainRun, images, labels, pair_batch) -> dict:
     seg = segmentation_loss(logits_l, y_l, kind=cfg.seg_loss, ignore_index=IGNORE_LABEL)
     if not cfg.coherent:  # control: same forward pass, supervised loss only
         return {"total": seg, "seg": seg, "bc": seg.detach() * 0, "gc": seg.detach() * 0}
-    return coherent_loss(seg, logits_t, logits_t1, *_flow_tensors(run, pair_batch.flow), width=cfg.width,
+    return coherent_loss(seg, logits_t, logits_t1, *flow_tensors(run, pair_batch.flow), width=cfg.width,
                          beta=cfg.beta, lambda_bc=cfg.lambda_bc, lambda_gc=cfg.lambda_gc)
 
 
@@ -150,4 +150,4 @@ def evaluate_run(run: TrainRun, state: TrainState, progress: Callable[[int, int]
     return state.last_eval
 
 
-__all__ = ["LOSS_TERMS", "StageTimer", "compute_loss", "draw_batch", "evaluate_run", "train_step"]
+__all__ = ["LOSS_TERMS", "StageTimer", "compute_loss", "draw_batch", "evaluate_run", "flow_tensors", "train_step"]
