@@ -62,7 +62,7 @@ def bench_size(args, size, tmp: Path) -> dict:
 
     from stabbench.losses import boundary_coherency_loss, global_coherency_loss
     from stabbench.training.data import resize_image
-    from stabbench.training.loop import StageTimer, flow_tensors, draw_batch, train_step
+    from stabbench.training.loop import StageTimer, draw_batch, flow_tensors, train_step
 
     cache = tmp / f"flow-cache-{size[0]}x{size[1]}"
     runs, cache_stats = {}, {}
