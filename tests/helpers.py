@@ -153,10 +153,13 @@ def shapes_listing(num_images: int = 2, height: int = SH, width: int = SW):
     return list_sources("shapes", num_images=num_images, height=height, width=width)
 
 
-def api_config(listing, protocol="paper", num_frames=3, seed=0, perturbations=P.PERTURBATION_NAMES, severities=P.SEVERITIES):
+def api_config(listing, protocol="paper", num_frames=3, seed=0, perturbations=P.PERTURBATION_NAMES, severities=P.SEVERITIES,
+               materialize=True):
+    """A set's config (materialized by default: the tests that use it look at the frame files)."""
     from stabbench.synth.writer import SynthConfig
 
-    return SynthConfig("shapes", None, listing.options, protocol, num_frames, seed, tuple(perturbations), tuple(severities))
+    return SynthConfig("shapes", None, listing.options, protocol, num_frames, seed, tuple(perturbations), tuple(severities),
+                       materialize)
 
 
 def api_synth(out: Path, num_images: int = 2, overwrite: bool = False, **kw):

@@ -11,7 +11,7 @@ import click
 from stabbench.cli.evaluate import eval_cmd, merge
 from stabbench.cli.finetune import finetune
 from stabbench.cli.gate import gate, leaderboard_cmd
-from stabbench.cli.synth import info, synth
+from stabbench.cli.synth import export, info, synth
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -22,6 +22,7 @@ def main():
     \b
     stabbench synth        build synthetic sequences with exactly known flow
     stabbench info         summarise (and verify) a synthetic set
+    stabbench export       write a set's frames and masks as PNG files or MP4 videos
     stabbench eval         evaluate a model's stability on a synthetic set
     stabbench merge        merge sharded eval results
     stabbench gate         fail (exit 1) when a result falls short of thresholds/baseline
@@ -30,7 +31,7 @@ def main():
     """
 
 
-for command in (synth, info, eval_cmd, merge, gate, leaderboard_cmd, finetune):
+for command in (synth, info, export, eval_cmd, merge, gate, leaderboard_cmd, finetune):
     main.add_command(command)
 
 __all__ = ["main"]

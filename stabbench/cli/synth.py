@@ -31,21 +31,25 @@ from stabbench.cli.common import (
 @click.option("--perturbations", "perturbation_names", metavar="A,B", help="Subset of types (default: all five).")
 @click.option("--severities", metavar="1,2,..", help="Subset of severities (default: 1-6).")
 @dataset_options(cityscapes_split="val")
+@click.option("--materialize", is_flag=True, help="Write every frame and mask as a PNG (set format 1) instead of a compact "
+                                                  "set rendered on demand (format 2, the default).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing set at --out.")
 @quiet_option
 @reports_errors
-def synth(dataset, root, out, protocol, num_frames, seed, perturbation_names, severities, overwrite, quiet, **kw):
+def synth(dataset, root, out, protocol, num_frames, seed, perturbation_names, severities, materialize, overwrite, quiet, **kw):
     """Build synthetic sequences with exactly known flow from labelled images.
 
     Each source image gives sequences of --frames frames (translation, rotation, scaling,
-    occlusion, gaussian_noise; severities 1-6), written with their masks, correspondence
-    geometry and a manifest. Same command and seed: same bytes. An interrupted run is
-    resumed by re-running the same command.
+    occlusion, gaussian_noise; severities 1-6). By default the set is compact: each source
+    once, every trajectory and the checksum of every rendered frame; frames, masks and flow
+    are rendered on demand, bit-identical to --materialize, which writes them all as PNGs.
+    Same command and seed: same bytes. An interrupted run is resumed by re-running the
+    same command.
     """
     from stabbench.synth.writer import synthesize
 
     listing, config = build_config(dataset, root, protocol, num_frames, seed, split_csv(perturbation_names),
-                                   split_csv(severities), pop_dataset_options(kw))
+                                   split_csv(severities), pop_dataset_options(kw), materialize)
     with progress_bar("synth", "sequences", quiet=quiet) as bar:
         report = synthesize(listing, config, Path(out), overwrite=overwrite, progress=counter(bar, "synth"))
     if report.resumed:
@@ -92,7 +96,26 @@ def parse_severities(values: tuple[str, ...] | None) -> tuple[int, ...]:
     return check_names(ints, SEVERITIES, "severity")
 
 
-def build_config(dataset, root, protocol, num_frames, seed, perturbation_names, severities, opts):
+@click.command()
+@click.argument("set_dir", type=click.Path(path_type=str))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="Output folder.")
+@click.option("--format", "fmt", type=click.Choice(["png", "mp4"]), default="png", show_default=True,
+              help="png: a materialized set (every frame and mask a PNG, set format 1, readable by stabbench); "
+                   "mp4: one video per sequence (lossy, for viewing or pipelines) and its masks as PNGs.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing non-empty --out.")
+@quiet_option
+@reports_errors
+def export(set_dir, out, fmt, overwrite, quiet):
+    """Write a set's frames and masks as files (renders a compact set, checking every frame)."""
+    from stabbench.synth import open_set
+    from stabbench.synth.export import export_set
+
+    dataset = open_set(Path(set_dir))
+    with progress_bar("export", "sequences", quiet=quiet) as bar:
+        export_set(dataset, Path(out), fmt, overwrite=overwrite, progress=counter(bar, "export"))
+
+
+def build_config(dataset, root, protocol, num_frames, seed, perturbation_names, severities, opts, materialize=False):
     """List the dataset and assemble the run's :class:`~stabbench.synth.writer.SynthConfig`."""
     from perturbations import PERTURBATION_NAMES
     from stabbench.datasets import DATASET_NAMES, list_sources
@@ -109,7 +132,7 @@ def build_config(dataset, root, protocol, num_frames, seed, perturbation_names, 
         listing = list_sources(dataset, root, **options)
     except ValueError as exc:
         raise DataError(None, str(exc)) from None
-    config = SynthConfig(dataset, root, listing.options or options, protocol, num_frames, seed, names, sev)
+    config = SynthConfig(dataset, root, listing.options or options, protocol, num_frames, seed, names, sev, materialize)
     return listing, config
 
 
@@ -135,7 +158,7 @@ def print_summary(out: Path, as_json: bool = False) -> None:
     out_console.print(table)
     out_console.print(
         f"dataset {cfg['dataset']}: {summary['sources']} source images -> {summary['sequences']} sequences, "
-        f"{summary['frames']} frames; {summary['image_bytes'] / 1e6:.1f} MB of PNG, "
+        f"{summary['frames']} frames; {summary['layout']} set, {summary['image_bytes'] / 1e6:.1f} MB of PNG, "
         f"{summary['manifest_bytes'] / 1e3:.1f} kB of manifest (correspondence geometry included); "
         f"classes: {', '.join(summary['classes'])}",
         highlight=False,

@@ -83,17 +83,18 @@ def check_manifest(manifest: Any, path: Path) -> dict:
     count = _get(manifest, "num_sequences", int, path, "manifest")
     if count != len(sequences):
         raise _fail(path, "num_sequences", f"says {count}, the list holds {len(sequences)}")
+    version = manifest.get("format_version")
     seen: set[str] = set()
     for i, record in enumerate(sequences):
-        seq_id = check_record(record, path, f"sequences[{i}]")
+        seq_id = check_record(record, path, f"sequences[{i}]", version)
         if seq_id in seen:
             raise _fail(path, f"sequences[{i}].id", f"{seq_id!r} appears twice")
         seen.add(seq_id)
     return manifest
 
 
-def check_record(record: Any, path: Path, where: str) -> str:
-    """Validate one sequence record; returns its id."""
+def check_record(record: Any, path: Path, where: str, format_version: int = 1) -> str:
+    """Validate one sequence record of a set of ``format_version`` (1 materialized, 2 compact); returns its id."""
     seq_id = check_name(_get(record, "id", str, path, where), path, f"{where}.id")
     plan = _get(record, "plan", dict, path, where)
     _get(plan, "index", int, path, f"{where}.plan")
@@ -108,12 +109,44 @@ def check_record(record: Any, path: Path, where: str) -> str:
         raise _fail(path, f"{where}.frames", f"{len(frames)} frames for {num_affines} trajectory steps (at least 2)")
     for k, item in enumerate(frames):
         for key in ("frame", "mask"):
-            check_name(_get(item, key, str, path, f"{where}.frames[{k}]"), path, f"{where}.frames[{k}].{key}")
-            if not SHA256_RE.match(_get(item, key + "_sha256", str, path, f"{where}.frames[{k}]")):
-                raise _fail(path, f"{where}.frames[{k}].{key}_sha256", "not a sha256 hex digest")
-            if _get(item, key + "_bytes", int, path, f"{where}.frames[{k}]") < 0:
-                raise _fail(path, f"{where}.frames[{k}].{key}_bytes", "negative")
+            if format_version == 2:
+                _sha(item, key + "_pixels_sha256", path, f"{where}.frames[{k}]")
+            else:
+                _file_entry(item, key, path, f"{where}.frames[{k}]")
+    if format_version == 2:
+        render = _get(record, "render", dict, path, where)
+        files = _get(render, "source_files", dict, path, f"{where}.render")
+        for key in ("image", "label"):
+            _file_entry(files, key, path, f"{where}.render.source_files")
+        check_generator(_get(render, "generator", dict, path, f"{where}.render"), path, f"{where}.render.generator")
     return seq_id
+
+
+def _sha(item: dict, key: str, path: Path, where: str) -> None:
+    if not SHA256_RE.match(_get(item, key, str, path, where)):
+        raise _fail(path, f"{where}.{key}", "not a sha256 hex digest")
+
+
+def _file_entry(item: dict, key: str, path: Path, where: str) -> None:
+    """``item[key]`` a file name, ``item[key_sha256]`` its digest, ``item[key_bytes]`` its size."""
+    check_name(_get(item, key, str, path, where), path, f"{where}.{key}")
+    _sha(item, key + "_sha256", path, where)
+    if _get(item, key + "_bytes", int, path, where) < 0:
+        raise _fail(path, f"{where}.{key}_bytes", "negative")
+
+
+def check_generator(state: dict, path: Path, where: str) -> None:
+    """A PCG64 state as :func:`stabbench.synth.writer.generator_state` writes it."""
+    if _get(state, "bit_generator", str, path, where) != "PCG64":
+        raise _fail(path, f"{where}.bit_generator", "only PCG64 is supported")
+    inner = _get(state, "state", dict, path, where)
+    for key in ("state", "inc"):
+        if not 0 <= _get(inner, key, int, path, f"{where}.state") < 2**128:
+            raise _fail(path, f"{where}.state.{key}", "not a 128-bit unsigned integer")
+    if _get(state, "has_uint32", int, path, where) not in (0, 1):
+        raise _fail(path, f"{where}.has_uint32", "must be 0 or 1")
+    if not 0 <= _get(state, "uinteger", int, path, where) < 2**32:
+        raise _fail(path, f"{where}.uinteger", "not a 32-bit unsigned integer")
 
 
 def check_trajectory(data: dict, path: Path, where: str) -> tuple[int, int, int]:

@@ -27,19 +27,27 @@ from perturbations import Trajectory, pair_correspondence
 from stabbench.errors import DataError
 from stabbench.limits import png_size
 from stabbench.synth.manifest import check_manifest, member_path, read_member
-from stabbench.synth.writer import MANIFEST_FILE, RUN_FILE, SET_FORMAT, SET_FORMAT_VERSION
+from stabbench.synth.writer import MANIFEST_FILE, RUN_FILE, SET_FORMAT, SET_FORMAT_VERSIONS, SOURCES_DIR, pixels_sha256
 
 #: ``cv2.IMREAD_COLOR_RGB`` (OpenCV >= 4.10: decode straight to RGB), else ``None``.
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 
 
 class SyntheticSequence:
-    """One sequence of a synthetic set (files are read on demand)."""
+    """One sequence of a synthetic set: files are read, or (compact sets) frames rendered, on demand.
 
-    def __init__(self, root: Path, record: dict):
+    The API is the same for both formats. A compact sequence renders all its frames and masks
+    at once (from its source, its trajectory and its generator state), checks each against the
+    manifest's pixel checksum, and keeps them until the sequence object is dropped.
+    """
+
+    def __init__(self, root: Path, record: dict, versions: dict | None = None):
         self.root = root
         self.folder = root / record["id"]
         self.record = record
+        self.versions = versions or {}
+        self.compact = "render" in record
+        self._rendered: tuple[np.ndarray, np.ndarray] | None = None
         self.id: str = record["id"]
         self.index: int = record["plan"]["index"]
         self.perturbation: str = record["plan"]["perturbation"]
@@ -68,21 +76,33 @@ class SyntheticSequence:
 
     def frame(self, k: int) -> np.ndarray:
         """Frame ``k``: ``(H, W, 3)`` uint8 RGB."""
+        if self.compact:
+            return self._render()[0][self._index(k)]
         if _IMREAD_RGB is not None:  # the decoder writes RGB: no BGR -> RGB pass
             return self._read(k, "frame", _IMREAD_RGB)
         return cv2.cvtColor(self._read(k, "frame", cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
     def mask(self, k: int) -> np.ndarray:
         """Ground truth of frame ``k``: ``(H, W)`` uint8 class ids, 255 = ignore."""
+        if self.compact:
+            return self._render()[1][self._index(k)]
         return self._read(k, "mask", cv2.IMREAD_UNCHANGED)
 
     def frames(self) -> np.ndarray:
         """All frames, ``(N, H, W, 3)`` uint8 RGB."""
+        if self.compact:
+            return self._render()[0].copy()
         return self._read_all("frame", self.frame)
 
     def masks(self) -> np.ndarray:
         """All masks, ``(N, H, W)`` uint8."""
+        if self.compact:
+            return self._render()[1].copy()
         return self._read_all("mask", self.mask)
+
+    def release(self) -> None:
+        """Drop the rendered frames of a compact sequence (they are rendered again when asked for)."""
+        self._rendered = None
 
     def flow(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Ground-truth ``(flow (H, W, 2) float32, valid (H, W) bool)`` of the pair ``(t, t+1)``."""
@@ -94,10 +114,68 @@ class SyntheticSequence:
             yield (t, *self.flow(t))
 
     def verify(self) -> None:
-        """Check every file against its recorded size and sha256; raises :class:`DataError`."""
+        """Check every file (materialized) or every rendered frame and mask (compact) against the
+        manifest's checksums; raises :class:`DataError`."""
+        if self.compact:
+            self._render()
+            self.release()
+            return
         for k in range(self.num_frames):
             for key in ("frame", "mask"):
                 self._member_bytes(k, key)
+
+    def _index(self, k: int) -> int:
+        if not 0 <= k < self.num_frames:
+            raise IndexError(f"frame index {k} out of range [0, {self.num_frames - 1}]")
+        return k
+
+    def _source(self, key: str, flags: int) -> np.ndarray:
+        """The source image or label of a compact sequence, confined, checked and decoded."""
+        files = self.record["render"]["source_files"]
+        path = member_path(self.root, SOURCES_DIR, files[key])
+        data = read_member(path, files[key + "_bytes"], files[key + "_sha256"])
+        size = png_size(data, path)
+        if size != (self.shape[1], self.shape[0]):
+            raise DataError(path, f"source {key} is {size[0]}x{size[1]}, the manifest says {self.shape[1]}x{self.shape[0]}")
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        if array is None:
+            raise DataError(path, f"cannot decode the source {key} of a synthetic set (corrupt PNG)")
+        return array
+
+    def _render(self) -> tuple[np.ndarray, np.ndarray]:
+        """Render (once) every frame and mask of a compact sequence, each checked against its checksum."""
+        if self._rendered is not None:
+            return self._rendered
+        from perturbations import render_sequence
+
+        image = self._source("image", _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR)
+        if _IMREAD_RGB is None:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        label = self._source("label", cv2.IMREAD_UNCHANGED)
+        if image.ndim != 3 or label.ndim != 2:
+            raise DataError(self.root / SOURCES_DIR, f"sequence {self.id}: source image must be RGB and label one channel")
+        state = self.record["render"]["generator"]
+        rng = np.random.Generator(np.random.PCG64())
+        rng.bit_generator.state = {"bit_generator": "PCG64", "state": dict(state["state"]),
+                                   "has_uint32": state["has_uint32"], "uinteger": state["uinteger"]}
+        height, width = self.shape
+        frames = np.empty((self.num_frames, height, width, 3), np.uint8)
+        masks = np.empty((self.num_frames, height, width), np.uint8)
+        for k, (frame, mask) in enumerate(render_sequence(image, label, self.trajectory, rng)):
+            expected = self.record["frames"][k]
+            for key, array in (("frame", frame), ("mask", mask)):
+                if pixels_sha256(array) != expected[key + "_pixels_sha256"]:
+                    raise DataError(self.root, self._mismatch(k, key))
+            frames[k], masks[k] = frame, mask
+        self._rendered = (frames, masks)
+        return self._rendered
+
+    def _mismatch(self, k: int, key: str) -> str:
+        made = f"OpenCV {self.versions.get('opencv', '?')}, NumPy {self.versions.get('numpy', '?')}"
+        here = f"OpenCV {cv2.__version__}, NumPy {np.__version__}"
+        return (f"sequence {self.id}, {key} {k}: the rendered pixels differ from the manifest's checksum "
+                f"(set made with {made}; rendering here with {here}). A different library build renders other "
+                "bytes, or the set was changed: re-create it here, or use a materialized set (--materialize)")
 
     def _read_all(self, key: str, read) -> np.ndarray:
         """``read(k)`` of every frame, into one array allocated once (no list + ``np.stack`` copy)."""
@@ -141,12 +219,13 @@ class SyntheticSet:
         self.root = Path(root)
         self.manifest = load_manifest(self.root)
         self._records = self.manifest["sequences"]
+        self.format_version: int = self.manifest["format_version"]
 
     def __len__(self) -> int:
         return len(self._records)
 
     def __getitem__(self, i: int) -> SyntheticSequence:
-        return SyntheticSequence(self.root, self._records[i])
+        return SyntheticSequence(self.root, self._records[i], self.manifest.get("versions"))
 
     def __iter__(self) -> Iterator[SyntheticSequence]:
         return (self[i] for i in range(len(self)))
@@ -198,8 +277,9 @@ def load_manifest(root: Path) -> dict:
         raise DataError(path, f"malformed manifest: expected a JSON object, got {type(manifest).__name__}")
     if manifest.get("format") != SET_FORMAT:
         raise DataError(path, f"not a stabbench synthetic-set manifest (format={manifest.get('format')!r})")
-    if manifest.get("format_version") != SET_FORMAT_VERSION:
-        raise DataError(path, f"set format version {manifest.get('format_version')} is not supported (expected {SET_FORMAT_VERSION})")
+    if manifest.get("format_version") not in SET_FORMAT_VERSIONS:
+        supported = " or ".join(map(str, SET_FORMAT_VERSIONS))
+        raise DataError(path, f"set format version {manifest.get('format_version')} is not supported (expected {supported})")
     return check_manifest(manifest, path)
 
 

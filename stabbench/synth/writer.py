@@ -1,12 +1,20 @@
-"""Write a synthetic set to disk: frames, masks, correspondence data, manifest.
+"""Write a synthetic set to disk: sources or frames, correspondence data, manifest.
+
+A **compact** set (format 2, the default) stores each source image and label once, as
+decoded pixels in lossless PNG, and for every sequence its trajectory, the state of its
+generator after the trajectory was drawn, and the sha256 of every rendered frame's and
+mask's pixels; the reader renders frames, masks, flow and validity on demand with the very
+code that renders them here (bit-identical to a materialized set). A **materialized** set
+(format 1, ``--materialize``) stores every frame and mask as a PNG, as earlier versions did.
 
 Layout of a set directory::
 
     OUT/
       run.json                   settings of the run (written first; used to resume)
+      sources/                   (compact) src_00000_image.png, src_00000_label.png, ...
       seq_00000/
-        frame_00.png ...         RGB frames, lossless PNG
-        mask_00.png ...          uint8 label maps (255 = ignore), PNG
+        frame_00.png ...         (materialized) RGB frames, lossless PNG
+        mask_00.png ...          (materialized) uint8 label maps (255 = ignore), PNG
         sequence.json            trajectory (affines, occluders), seeds, checksums;
                                  written last: its presence marks the sequence complete
       ...
@@ -35,7 +43,10 @@ from stabbench.errors import OutputConflictError
 from stabbench.synth.plan import SequencePlan, plan_sequences
 
 SET_FORMAT = "stabbench-synthetic-set"
-SET_FORMAT_VERSION = 1
+#: 1: materialized (every frame and mask a PNG); 2: compact (sources + trajectories, rendered on demand).
+MATERIALIZED_FORMAT, COMPACT_FORMAT = 1, 2
+SET_FORMAT_VERSIONS = (MATERIALIZED_FORMAT, COMPACT_FORMAT)
+SOURCES_DIR = "sources"
 RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.json"
 SEQUENCE_FILE = "sequence.json"
@@ -54,6 +65,11 @@ class SynthConfig:
     seed: int = 0
     perturbations: tuple[str, ...] = PERTURBATION_NAMES
     severities: tuple[int, ...] = SEVERITIES
+    materialize: bool = False
+
+    @property
+    def format_version(self) -> int:
+        return MATERIALIZED_FORMAT if self.materialize else COMPACT_FORMAT
 
     def to_dict(self) -> dict:
         return {
@@ -65,6 +81,7 @@ class SynthConfig:
             "seed": self.seed,
             "perturbations": list(self.perturbations),
             "severities": list(self.severities),
+            "layout": "materialized" if self.materialize else "compact",
         }
 
 
@@ -148,7 +165,7 @@ def clear_set(out: Path) -> None:
     it, so every state a kill can leave is one that ``--overwrite`` (or a resume) takes up."""
     (out / MANIFEST_FILE).unlink(missing_ok=True)
     for child in sorted(out.iterdir()):
-        if child.is_dir() and not child.is_symlink() and child.name.startswith("seq_"):
+        if child.is_dir() and not child.is_symlink() and (child.name.startswith("seq_") or child.name == SOURCES_DIR):
             shutil.rmtree(child)
         elif _is_temporary(child) or (child.is_symlink() and child.name.startswith("seq_")):
             child.unlink()
@@ -181,11 +198,17 @@ def completed_record(out: Path, plan: SequencePlan, run: dict) -> dict | None:
     if not isinstance(record, dict) or record.get("plan") != plan_dict(plan) or record.get("seed") != run["config"]["seed"]:
         return None
     try:  # a record is only trusted as far as the set's reader would trust it
-        check_record(record, folder / SEQUENCE_FILE, "sequence")
-        for item in record["frames"]:
-            for key in ("frame", "mask"):
-                if member_path(out, folder.name, item[key]).stat().st_size != item[key + "_bytes"]:
+        check_record(record, folder / SEQUENCE_FILE, "sequence", run["format_version"])
+        if "render" in record:
+            files = record["render"]["source_files"]
+            for key in ("image", "label"):
+                if member_path(out, SOURCES_DIR, files[key]).stat().st_size != files[key + "_bytes"]:
                     return None
+        else:
+            for item in record["frames"]:
+                for key in ("frame", "mask"):
+                    if member_path(out, folder.name, item[key]).stat().st_size != item[key + "_bytes"]:
+                        return None
     except DataError:
         return None
     return record
@@ -209,13 +232,45 @@ def label_focus(label: np.ndarray) -> tuple[float, float] | None:
     return float(xs.mean()), float(ys.mean())
 
 
-def write_sequence(out: Path, plan: SequencePlan, sample, source_info: dict, config: SynthConfig) -> dict:
-    """Render and write one sequence; return its record (also written as sequence.json)."""
+def source_files(out: Path, source_index: int, sample) -> dict:
+    """Write a source's image and label once (compact sets), as decoded pixels in PNG; their record."""
+    folder = out / SOURCES_DIR
+    folder.mkdir(exist_ok=True)
+    record = {}
+    for key, array in (("image", sample.image), ("label", sample.label)):
+        name = f"src_{source_index:05d}_{key}.png"
+        path = folder / name
+        data = encode_png(array)
+        if not (path.is_file() and not path.is_symlink() and path.read_bytes() == data):
+            fileio.atomic_write_bytes(path, data, durable=False)
+        record.update({key: name, key + "_bytes": len(data), key + "_sha256": fileio.sha256_bytes(data)})
+    return record
+
+
+def generator_state(rng: np.random.Generator) -> dict:
+    """The JSON-able state of a PCG64 generator (what the reader restores to render)."""
+    state = rng.bit_generator.state
+    if state.get("bit_generator") != "PCG64":  # pragma: no cover - numpy's default_rng is PCG64
+        raise RuntimeError(f"unexpected bit generator {state.get('bit_generator')}")
+    return {"bit_generator": "PCG64", "state": {k: int(v) for k, v in state["state"].items()},
+            "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])}
+
+
+def pixels_sha256(array: np.ndarray) -> str:
+    """sha256 of an array's pixels (C order bytes): the checksum of a rendered frame or mask."""
+    return fileio.sha256_bytes(np.ascontiguousarray(array).tobytes())
+
+
+def write_sequence(out: Path, plan: SequencePlan, sample, source_info: dict, config: SynthConfig,
+                   sources: dict | None = None) -> dict:
+    """Render one sequence and write it (PNGs when materialized, checksums when compact); return
+    its record (also written as sequence.json)."""
     height, width = sample.label.shape
     rng = plan.rng(config.seed)
     trajectory = make_trajectory(
         plan.perturbation, plan.severity, rng, height, width, config.num_frames, focus=label_focus(sample.label)
     )
+    render_state = generator_state(rng)
     folder = sequence_dir(out, plan.index)
     folder.mkdir(exist_ok=True)
     (folder / SEQUENCE_FILE).unlink(missing_ok=True)
@@ -223,10 +278,13 @@ def write_sequence(out: Path, plan: SequencePlan, sample, source_info: dict, con
     for k, (frame, mask) in enumerate(render_sequence(sample.image, sample.label, trajectory, rng)):
         item = {}
         for key, array in (("frame", frame), ("mask", mask)):
-            data = encode_png(array)
-            name = f"{key}_{k:02d}.png"
-            fileio.atomic_write_bytes(folder / name, data, durable=False)
-            item.update({key: name, key + "_bytes": len(data), key + "_sha256": fileio.sha256_bytes(data)})
+            if config.materialize:
+                data = encode_png(array)
+                name = f"{key}_{k:02d}.png"
+                fileio.atomic_write_bytes(folder / name, data, durable=False)
+                item.update({key: name, key + "_bytes": len(data), key + "_sha256": fileio.sha256_bytes(data)})
+            else:
+                item[key + "_pixels_sha256"] = pixels_sha256(array)
         frames.append(item)
     record = {
         "id": folder.name,
@@ -236,6 +294,8 @@ def write_sequence(out: Path, plan: SequencePlan, sample, source_info: dict, con
         "trajectory": trajectory.to_dict(),
         "frames": frames,
     }
+    if not config.materialize:
+        record["render"] = {"source_files": sources, "generator": render_state}
     write_json_atomic(folder / SEQUENCE_FILE, record)
     return record
 
@@ -254,7 +314,7 @@ def synthesize(
     """
     out = Path(out)
     plans = plan_sequences(len(listing.sources), config.protocol, config.seed, config.perturbations, config.severities)
-    run = {"format": SET_FORMAT, "format_version": SET_FORMAT_VERSION, "config": config.to_dict(), "versions": versions()}
+    run = {"format": SET_FORMAT, "format_version": config.format_version, "config": config.to_dict(), "versions": versions()}
     if overwrite and (out / RUN_FILE).is_file():
         # --overwrite deletes the set there: check every source first, so bad input
         # (corrupt image, size mismatch, empty mask) never costs the existing set.
@@ -276,16 +336,17 @@ def _write_sequences(listing, config: SynthConfig, out: Path, plans: list[Sequen
     """Write (or keep, when an earlier run finished them) every planned sequence, then the manifest."""
     report = SynthReport(out, num_sequences=len(plans))
     root = Path(config.root) if config.root else None
-    current_source, sample, source_info = -1, None, None
+    current_source, sample, source_info, sources = -1, None, None, None
     for done, plan in enumerate(plans):
         record = completed_record(out, plan, run)
         if record is None:
             if plan.source_index != current_source:
                 ref = listing.sources[plan.source_index]
                 sample, source_info, current_source = ref.load(), ref.describe(root), plan.source_index
-            record = write_sequence(out, plan, sample, source_info, config)
+                sources = None if config.materialize else source_files(out, plan.source_index, sample)
+            record = write_sequence(out, plan, sample, source_info, config, sources)
             report.written += 1
-            report.bytes_written += sum(f["frame_bytes"] + f["mask_bytes"] for f in record["frames"])
+            report.bytes_written += sum(f.get("frame_bytes", 0) + f.get("mask_bytes", 0) for f in record["frames"])
         else:
             report.resumed += 1
         key = (plan.perturbation, plan.severity)
@@ -293,6 +354,9 @@ def _write_sequences(listing, config: SynthConfig, out: Path, plans: list[Sequen
         if progress is not None:
             progress(done + 1, len(plans))
     write_manifest(out, run, listing.classes, plans)
+    if not config.materialize:  # the records are in the manifest now: a compact set is its sources + manifest
+        for plan in plans:
+            shutil.rmtree(sequence_dir(out, plan.index), ignore_errors=True)
     return report
 
 

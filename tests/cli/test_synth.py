@@ -26,7 +26,7 @@ from tests.helpers import Interrupt, cli, davis_subset, error_line, tree_hashes
 
 
 def cli_synth(out: Path, *args: str):
-    return cli("synth", "--out", str(out), "-q", *args)
+    return cli("synth", "--out", str(out), "-q", "--materialize", *args)
 
 
 def write_rgb(path: Path, height: int = 48, width: int = 64, seed: int = 0) -> Path:

@@ -14,7 +14,7 @@ import stabbench.synth.writer as writer
 from stabbench.cli import main
 from stabbench.fileio import locked_dir
 
-ARGS = ("--dataset", "shapes", "--num-images", "1", "--frames", "3", "--severities", "1,2", "-q")
+ARGS = ("--dataset", "shapes", "--num-images", "1", "--frames", "3", "--severities", "1,2", "-q", "--materialize")
 
 
 def synth(out: Path, *extra):

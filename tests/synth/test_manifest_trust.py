@@ -33,7 +33,8 @@ def run(*args, **kw):
 def pristine(tmp_path_factory) -> Path:
     """A tiny valid set: 1 image x 2 sequences x 3 frames of 320x240."""
     out = tmp_path_factory.mktemp("trust") / "set"
-    result = run("synth", "--dataset", "shapes", "--num-images", "1", "--frames", "3", "--severities", "1,6", "--out", out, "-q")
+    result = run("synth", "--dataset", "shapes", "--num-images", "1", "--frames", "3", "--severities", "1,6", "--out", out, "-q",
+                 "--materialize")
     assert result.exit_code == 0, result.output
     return out
 

@@ -67,10 +67,19 @@ def test_reader_api_and_contents_match_the_protocol(tmp_path: Path) -> None:
             seq.flow(4)
 
 
-def test_reader_returns_the_decoded_pngs(small_set: Path) -> None:
+@pytest.fixture(scope="module")
+def materialized(tmp_path_factory) -> Path:
+    """A materialized set (format 1: every frame and mask a PNG) of 1 image, 4 frames."""
+    out = tmp_path_factory.mktemp("materialized") / "set"
+    listing = shapes_listing(1)
+    synthesize(listing, api_config(listing, num_frames=4, seed=3), out)
+    return out
+
+
+def test_reader_returns_the_decoded_pngs(materialized: Path) -> None:
     """Frames are the RGB pixels of the frame PNGs, masks the values of the mask PNGs, as an
     independent decoder (Pillow) reads them."""
-    for seq in open_set(small_set):
+    for seq in open_set(materialized):
         frames, masks = seq.frames(), seq.masks()
         files = [seq.folder / item["frame"] for item in seq.record["frames"]]
         want = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
@@ -80,9 +89,9 @@ def test_reader_returns_the_decoded_pngs(small_set: Path) -> None:
         assert_same(seq.frame(1), want[1])
 
 
-def test_reader_size_mismatch_names_the_file(small_set: Path, tmp_path: Path) -> None:
+def test_reader_size_mismatch_names_the_file(materialized: Path, tmp_path: Path) -> None:
     copy = tmp_path / "set"
-    shutil.copytree(small_set, copy)
+    shutil.copytree(materialized, copy)
     seq = open_set(copy)[0]
     path = seq.folder / seq.record["frames"][2]["frame"]
     cv2.imwrite(str(path), np.zeros((8, 8, 3), np.uint8))
