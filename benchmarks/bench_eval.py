@@ -79,7 +79,8 @@ def make_set(args, out: Path) -> Path:
     if len(listing.sources) < args.sources:
         raise SystemExit(f"davis: only {len(listing.sources)} sources, asked for {args.sources}")
     listing = replace(listing, sources=listing.sources[: args.sources])
-    synthesize(listing, SynthConfig("davis", str(root), listing.options, "paper", args.num_frames, args.seed), out)
+    synthesize(listing, SynthConfig("davis", str(root), listing.options, "paper", args.num_frames, args.seed,
+                                    materialize=True), out)  # the PNG read path (bench_sets.py: compact sets)
     return out
 
 

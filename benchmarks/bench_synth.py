@@ -70,7 +70,8 @@ def make_listing(settings: dict, num_sources: int):
     if len(listing.sources) < num_sources:
         raise SystemExit(f"{settings['dataset']}: only {len(listing.sources)} sources, asked for {num_sources}")
     listing = replace(listing, sources=listing.sources[:num_sources])
-    config = SynthConfig(settings["dataset"], root_str, listing.options, "paper", settings["num_frames"], settings["seed"])
+    config = SynthConfig(settings["dataset"], root_str, listing.options, "paper", settings["num_frames"], settings["seed"],
+                         materialize=True)  # PNG writing (a compact set writes the sources only)
     return listing, config
 
 
@@ -162,7 +163,8 @@ def memory_warmup(num_frames: int, seed: int, tmp: str | None, cv_threads: int |
         cv2.setNumThreads(cv_threads)
     warm = list_sources("shapes", None, num_images=1, height=32, width=32)
     with tempfile.TemporaryDirectory(dir=tmp) as folder:
-        synthesize(warm, SynthConfig("shapes", None, warm.options, "grid", num_frames, seed), Path(folder) / "warm")
+        synthesize(warm, SynthConfig("shapes", None, warm.options, "grid", num_frames, seed, materialize=True),
+                   Path(folder) / "warm")
 
 
 def memory_run(settings: dict, num_sources: int) -> dict:

@@ -15,8 +15,9 @@ code    meaning
         interrupted output was made with different settings)
 5       bad model (cannot be loaded, wrong output shape, NaN/Inf output, fails
         while predicting)
-6       I/O failure (an output cannot be written: read-only folder, disk full,
-        a path below a regular file, ...); nothing half-written is left
+6       failure of the environment: an output cannot be written (read-only
+        folder, disk full, a path below a regular file, ...), or a worker
+        process or rank died; nothing half-written is left
 70      internal error (a bug: please report it; ``STABBENCH_DEBUG=1`` shows the
         traceback)
 130     interrupted (re-run the same command to resume)
@@ -53,6 +54,9 @@ class DataError(StabbenchError):
         self.path = None if path is None else Path(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+    def __reduce__(self):  # crosses process boundaries (eval workers) intact
+        return (type(self), (self.path, self.problem))
 
 
 class OutputConflictError(StabbenchError):

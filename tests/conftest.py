@@ -11,6 +11,7 @@ Tests that run for more than a few seconds are marked ``slow`` (``-m 'not slow'`
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,11 @@ from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.helpers import DAVIS_SAMPLE, cli, ok
+
+# evaluations in the suite run in-process unless a test asks for workers (starting worker
+# processes for every small eval would only slow the suite; tests/evaluation/test_parallel.py
+# covers them)
+os.environ.setdefault("STABBENCH_WORKERS", "0")
 
 # property tests: reproducible (no random seed, no example database)
 settings.register_profile("stabbench", database=None, derandomize=True, deadline=None, max_examples=60)

@@ -54,29 +54,38 @@ def with_leaderboard_options(f):
 @allow_pickle_option
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), help="Most frames per model call (default: a whole sequence).")
+@click.option("--workers", type=click.IntRange(min=0), help="Worker processes that read/render and score sequences "
+              "(0: all in this process; default: STABBENCH_WORKERS, else the cores available).")
 @click.option("--allow-nonfinite", is_flag=True, help="Score a model whose outputs hold NaN/Inf (as 0 / +-1e30) and record "
                                                       "it as a warning, instead of failing (exit 5); the gate fails such a result.")
 @reports_errors
 def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, replace, overwrite, no_plot, boundary_width,
-             shard, quiet, preprocess_json, allow_pickle, device, batch_size, allow_nonfinite, **spec):
+             shard, quiet, preprocess_json, allow_pickle, device, batch_size, workers, allow_nonfinite, **spec):
     """Evaluate a model's temporal stability on a synthetic set.
 
     Writes OUT/results.json, per-sequence, per-perturbation-x-severity and per-class CSVs and a
     plot, prints a table, and adds a row to the leaderboard (not for a shard).
     """
-    from stabbench.errors import OutputConflictError
+    from stabbench.errors import OutputConflictError, StabbenchError, UsageError
     from stabbench.evaluation import evaluate, parse_shard
+    from stabbench.evaluation.distributed import gather, launched_ranks, start, stop
+    from stabbench.evaluation.merge import merge_states
+    from stabbench.evaluation.parallel import default_workers
     from stabbench.predictors import load_predictor
     from stabbench.report.leaderboard import recognise, upsert_row
     from stabbench.report.results import build_results, leaderboard_row, set_info, write_outputs
     from stabbench.synth import open_set
 
-    shard_range = parse_shard(shard)  # every argument is checked before an existing output is refused
+    ranks = launched_ranks()  # under torchrun: this rank's exact shard, rank 0 writes
+    if ranks is not None and shard is not None:
+        raise UsageError("--shard and torchrun both split the set: use one of them")
+    shard_range = parse_shard(shard) if ranks is None else (ranks.rank, ranks.world)
     dataset = open_set(Path(set_dir))
     loaded = load_predictor(model, overrides=pop_spec_overrides(spec), spec_file=preprocess_json, allow_pickle=allow_pickle,
                             device=device, batch_size=batch_size, weights=weights, num_classes=len(dataset.classes))
     set_meta = set_info(dataset)
-    board = None if shard is not None or no_leaderboard else Path(leaderboard)
+    leader = ranks is None or ranks.leader
+    board = None if shard is not None or no_leaderboard or not leader else Path(leaderboard)
     if name is None and board is not None:
         name = recognise(board, loaded.info.get("sha256") or "", set_meta["sha256"], set_meta["protocol_version"],
                          boundary_width)
@@ -86,9 +95,26 @@ def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, re
         raise OutputConflictError(f"{out_dir}: already exists; pass --overwrite to replace it (or --out)")
     if board is not None and not replace:
         refuse_existing_row(board, info, set_meta, boundary_width)
-    with progress_bar("eval", "sequences", quiet=quiet) as bar:
-        state = evaluate(loaded.predictor, dataset, spec=loaded.spec, band_width=boundary_width, batch_size=batch_size,
-                         shard=shard_range, progress=counter(bar, "eval"), allow_non_finite=allow_nonfinite)
+    if workers is None:
+        workers = default_workers() if ranks is None else 0  # under torchrun the ranks are the parallelism
+    if ranks is not None:
+        start(ranks, device)
+    try:
+        with progress_bar("eval", "sequences", quiet=quiet or not leader) as bar:
+            state = evaluate(loaded.predictor, dataset, spec=loaded.spec, band_width=boundary_width,
+                             batch_size=batch_size, shard=shard_range, progress=counter(bar, "eval"),
+                             allow_non_finite=allow_nonfinite, workers=workers)
+    except StabbenchError as exc:
+        if ranks is None:
+            raise
+        state = exc  # every rank hears of it at the gather
+    if ranks is not None:
+        parts = gather(ranks, state if isinstance(state, StabbenchError) else state.state_dict())
+        stop()
+        if not ranks.leader:
+            return
+        state = merge_states(parts)
+        shard_range = (0, 1)
     results = build_results(state, info, set_meta, boundary_width, shard_range)
     write_outputs(out_dir, results, overwrite=overwrite, plot=not no_plot)
     print_results(results)

@@ -54,3 +54,11 @@ def _state(name: str, results: dict) -> EvalState:
         return EvalState.from_state_dict(results["state"])
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise DataError(name, f"malformed counts in results.json ({type(exc).__name__}: {exc})") from None
+
+
+def merge_states(states: Sequence[dict]) -> EvalState:
+    """Merge the count states (``EvalState.state_dict()``) of disjoint shards, in the order given."""
+    merged = EvalState.from_state_dict(states[0])
+    for state in states[1:]:
+        merged = merged.merge(EvalState.from_state_dict(state))
+    return merged

@@ -24,6 +24,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     prefetch: bool = True,
     allow_non_finite: bool = False,
+    workers: int = 0,
 ) -> EvalState:
     """Feed every sequence of ``dataset`` (a :class:`~stabbench.synth.SyntheticSet`) in
     temporal order and accumulate S_global, S_boundary and the confusion matrices.
@@ -35,15 +36,22 @@ def evaluate(
     read raises its :class:`~stabbench.errors.DataError` when its turn comes, after the
     sequences before it were scored. Without ``prefetch``, one sequence at a time.
 
+    With ``workers > 0``, reading (or rendering) sequences and scoring them run in that many
+    worker processes (:mod:`~stabbench.evaluation.parallel`); the model stays in this process
+    and is fed in the same order; the state is the same, count for count.
+
     A model output holding NaN or Inf is a :class:`~stabbench.errors.ModelError` naming the
     sequence and frames, unless ``allow_non_finite`` (then it is counted in
     ``state.non_finite`` and described in ``state.warnings``; such a result fails the gate).
     """
-    from stabbench.predictors import predict_sequence
-
     num_classes = len(dataset.classes)
     state = EvalState(StabilityMeter(band_width=band_width), ConfusionMeter(num_classes=num_classes))
     indices = shard_indices(len(dataset), shard)
+    if workers > 0 and indices:
+        from stabbench.evaluation.parallel import evaluate_in_workers
+
+        return evaluate_in_workers(predictor, dataset, state, indices, workers, spec=spec, batch_size=batch_size,
+                                   progress=progress, allow_non_finite=allow_non_finite)
     pool = ThreadPoolExecutor(1, thread_name_prefix="stabbench-read") if prefetch and len(indices) > 1 else None
     try:
         ahead = None  # the future of the sequence read ahead
@@ -52,13 +60,7 @@ def evaluate(
             ahead = None
             if pool is not None and done + 1 < len(indices):
                 ahead = pool.submit(_load_sequence, dataset, indices[done + 1])
-            labels, non_finite = predict_sequence(predictor, frames, spec=spec, sequence=seq, batch_size=batch_size)
-            if non_finite and not allow_non_finite:
-                raise ModelError(f"sequence {seq.id}: {non_finite[0]}; a broken model is not scored "
-                                 "(--allow-nonfinite records it as a warning instead, and the gate fails it)")
-            state.non_finite += len(non_finite)
-            state.warnings += [f"{seq.id}: {issue}" for issue in non_finite]
-            check_label_range(labels, num_classes, seq.id)
+            labels = predict_checked(predictor, seq, frames, state, spec, batch_size, allow_non_finite, num_classes)
             accumulate_sequence(state, seq, labels, masks)
             del frames, masks, labels  # only the sequence read ahead stays while progress runs
             if progress is not None:
@@ -67,6 +69,21 @@ def evaluate(
         if pool is not None:  # on an error: drop what was read ahead (its errors included)
             pool.shutdown(wait=True, cancel_futures=True)
     return state
+
+
+def predict_checked(predictor, seq, frames: np.ndarray, state: EvalState, spec, batch_size, allow_non_finite: bool,
+                    num_classes: int) -> np.ndarray:
+    """Labels of one sequence; non-finite outputs refused (or recorded in ``state``), the label range checked."""
+    from stabbench.predictors import predict_sequence
+
+    labels, non_finite = predict_sequence(predictor, frames, spec=spec, sequence=seq, batch_size=batch_size)
+    if non_finite and not allow_non_finite:
+        raise ModelError(f"sequence {seq.id}: {non_finite[0]}; a broken model is not scored "
+                         "(--allow-nonfinite records it as a warning instead, and the gate fails it)")
+    state.non_finite += len(non_finite)
+    state.warnings += [f"{seq.id}: {issue}" for issue in non_finite]
+    check_label_range(labels, num_classes, seq.id)
+    return labels
 
 
 def _load_sequence(dataset, i: int) -> tuple:

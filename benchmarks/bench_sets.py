@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""Compact vs materialized sets, checksum verification, and parallel evaluation.
+
+Data: the real DAVIS-2016 sample (``../shared/data/davis-sample``, read in place): the first
+annotated frame of the first ``--sources`` sequences, 854x480, paper protocol, 11 frames,
+seed 0, synthesized (untimed, into the temp dir) once compact and once ``--materialize``.
+
+Measured, in one run:
+
+* **bytes**: the set folders, compact / materialized (same command). Target: at most 2 %.
+* **eval time**, interleaved rounds, ``evaluate(builtin:constant)`` (a trivial predictor: the
+  harness's own cost), one process (``workers=0``, read-ahead thread on):
+
+  - ``materialized``: PNG read + decode, each file checked against its size and sha256;
+  - ``materialized, unverified``: the same with the sha256 check switched off (the cost of
+    the verification is the ratio of the two; target at most 1.10x);
+  - ``compact``: rendered on demand, every frame checked against its pixel checksum
+    (target: at most 0.6x the materialized time).
+
+* **workers**: ``evaluate(..., workers=2)`` / ``workers=0`` on the compact set, wall time of
+  whole evaluations (worker start-up included). Target: at least 1.8x throughput on 2 cores.
+* **torchrun**: ``torchrun --nproc-per-node 2 -m stabbench eval`` / ``python -m stabbench eval``
+  (``--workers 0``), whole commands (interpreter and torch start-up included).
+* **memory**: peak RSS of a whole evaluation (one process), compact and materialized; with
+  ``workers=2``, the peak of the main process (each worker holds at most two sequences).
+
+    .venv/bin/python benchmarks/bench_sets.py
+    .venv/bin/python benchmarks/bench_sets.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import harness
+
+import stabbench.synth.manifest as manifest_module
+from stabbench.datasets import list_sources
+from stabbench.evaluation import evaluate
+from stabbench.predictors.oracles import ConstantPredictor
+from stabbench.synth import open_set
+from stabbench.synth.writer import SynthConfig, synthesize
+
+
+def folder_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def make_sets(root: Path, tmp: Path, sources: int, frames: int, seed: int) -> dict[str, Path]:
+    listing = list_sources("davis", root, objects="merge", frames_per_sequence=1)
+    listing = listing.__class__(listing.name, listing.sources[:sources], listing.classes, listing.options)
+    out = {}
+    for name, materialize in (("compact", False), ("materialized", True)):
+        out[name] = tmp / name
+        synthesize(listing, SynthConfig("davis", str(root), listing.options, "paper", frames, seed,
+                                        materialize=materialize), out[name])
+    return out
+
+
+def eval_once(path: str, workers: int = 0) -> None:
+    evaluate(ConstantPredictor(), open_set(Path(path)), workers=workers)
+
+
+class Unverified:
+    """``read_member`` without the sha256 (only the size): the cost of verification by difference."""
+
+    def __enter__(self):
+        self.real = manifest_module.read_member
+
+        def read(path, size, sha256):
+            with open(path, "rb") as handle:
+                return handle.read(size + 1)
+
+        manifest_module.read_member = read
+        import stabbench.synth.reader as reader
+
+        reader.read_member = read
+        return self
+
+    def __exit__(self, *exc):
+        import stabbench.synth.reader as reader
+
+        manifest_module.read_member = self.real
+        reader.read_member = self.real
+
+
+def unverified_eval(path: str) -> float:
+    with Unverified():
+        t0 = time.perf_counter()
+        eval_once(path)
+        return time.perf_counter() - t0
+
+
+def command(args: list[str], cwd: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(harness.REPO), "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    harness.add_arguments(ap, rounds=5)
+    ap.add_argument("--davis", default=str(harness.DEFAULT_DAVIS), help="DAVIS-2016 sample root")
+    ap.add_argument("--sources", type=int, default=4, help="source images (6 sequences each)")
+    ap.add_argument("--frames", type=int, default=11)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.quick:
+        args.sources, args.rounds, args.warmup, args.frames = 1, 1, 0, 4
+    root = harness.require_dir(args.davis, "the DAVIS sample")
+    record = harness.new_record("sets", args, seeds={"synth": args.seed},
+                                parameters={"sources": args.sources, "frames": args.frames})
+    with tempfile.TemporaryDirectory() as tmp_text:
+        tmp = Path(tmp_text)
+        sets = make_sets(root, tmp, args.sources, args.frames, args.seed)
+        sizes = {name: folder_bytes(path) for name, path in sets.items()}
+        record["bytes"] = {**sizes, "compact_over_materialized": sizes["compact"] / sizes["materialized"]}
+        print(f"bytes: compact {sizes['compact']:,}, materialized {sizes['materialized']:,} "
+              f"({100 * record['bytes']['compact_over_materialized']:.2f} %)", file=sys.stderr)
+
+        compact, materialized = str(sets["compact"]), str(sets["materialized"])
+        record["eval"] = harness.interleaved(args.rounds, {
+            "materialized": lambda: eval_once(materialized),
+            "materialized, unverified": lambda: unverified_eval(materialized),
+            "compact": lambda: eval_once(compact),
+        }, baseline="materialized", warmup=args.warmup)
+        print(harness.timing_table(record["eval"]))
+
+        record["workers"] = harness.interleaved(args.rounds, {
+            "workers 0": lambda: eval_once(compact, 0),
+            "workers 2": lambda: eval_once(compact, 2),
+        }, baseline="workers 0", warmup=args.warmup)
+        print(harness.timing_table(record["workers"]))
+
+        python = sys.executable
+        base = ["-m", "stabbench", "eval", "--model", "builtin:constant", "--set", compact, "--no-leaderboard",
+                "--no-plot", "-q", "--workers", "0", "--overwrite"]
+        record["torchrun"] = harness.interleaved(args.rounds, {
+            "1 process": lambda: command([python, *base, "--out", str(tmp / "one")], tmp),
+            "torchrun 2": lambda: command([python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                                           *base, "--out", str(tmp / "two")], tmp),
+        }, baseline="1 process", warmup=args.warmup)
+        print(harness.timing_table(record["torchrun"]))
+
+        memory = {f"{name}, workers 0": harness.peak_memory(eval_once, str(path)) for name, path in sets.items()}
+        memory["compact, workers 2 (main process)"] = harness.peak_memory(eval_once, compact, 2)
+        record["memory"] = memory
+        for name, value in memory.items():
+            print(f"peak RSS {name}: {value.get('peak_rss_kib', 0) / 1024:.1f} MiB", file=sys.stderr)
+    harness.write_result(record, args)
+
+
+if __name__ == "__main__":
+    main()
