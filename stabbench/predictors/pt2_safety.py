@@ -79,13 +79,20 @@ def _numbers_ok(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and type(node.value) in (int, float, bool)
 
 
+def _parse(text: Any) -> ast.AST | None:
+    """The Python expression tree of ``text`` (never evaluated), or ``None``."""
+    if not isinstance(text, str) or len(text) > MAX_EXPRESSION:
+        return None
+    try:
+        return ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
 def is_shape_expression(text: Any) -> bool:
     """Whether ``text`` is symbolic shape arithmetic in sympy's ``srepr`` or infix form."""
-    if not isinstance(text, str) or len(text) > MAX_EXPRESSION:
-        return False
-    try:
-        tree = ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _parse(text)
+    if tree is None:
         return False
     for node in ast.walk(tree):
         if isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Load)):
@@ -108,11 +115,8 @@ def is_shape_expression(text: Any) -> bool:
 
 def is_guard(text: Any) -> bool:
     """Whether ``text`` is a guard over input sizes: ``L['x'].size()[2] >= 2``-style code."""
-    if not isinstance(text, str) or len(text) > MAX_EXPRESSION:
-        return False
-    try:
-        tree = ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _parse(text)
+    if tree is None:
         return False
     for node in ast.walk(tree):
         if isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Load)):

@@ -133,14 +133,7 @@ class SyntheticSequence:
         """The source image or label of a compact sequence, confined, checked and decoded."""
         files = self.record["render"]["source_files"]
         path = member_path(self.root, SOURCES_DIR, files[key])
-        data = read_member(path, files[key + "_bytes"], files[key + "_sha256"])
-        size = png_size(data, path)
-        if size != (self.shape[1], self.shape[0]):
-            raise DataError(path, f"source {key} is {size[0]}x{size[1]}, the manifest says {self.shape[1]}x{self.shape[0]}")
-        array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-        if array is None:
-            raise DataError(path, f"cannot decode the source {key} of a synthetic set (corrupt PNG)")
-        return array
+        return self._decode(path, read_member(path, files[key + "_bytes"], files[key + "_sha256"]), f"source {key}", flags)
 
     def _render(self) -> tuple[np.ndarray, np.ndarray]:
         """Render (once) every frame and mask of a compact sequence, each checked against its checksum."""
@@ -202,13 +195,16 @@ class SyntheticSequence:
         return path, read_member(path, item[key + "_bytes"], item[key + "_sha256"])
 
     def _read(self, k: int, key: str, flags: int) -> np.ndarray:
-        path, data = self._member_bytes(k, key)
+        return self._decode(*self._member_bytes(k, key), key, flags)
+
+    def _decode(self, path: Path, data: bytes, what: str, flags: int) -> np.ndarray:
+        """Decode a checked PNG, its header first compared with the frame size of the manifest."""
         size = png_size(data, path)
         if size != (self.shape[1], self.shape[0]):
-            raise DataError(path, f"{key} is {size[0]}x{size[1]}, the manifest says {self.shape[1]}x{self.shape[0]}")
+            raise DataError(path, f"{what} is {size[0]}x{size[1]}, the manifest says {self.shape[1]}x{self.shape[0]}")
         array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
         if array is None:
-            raise DataError(path, f"cannot decode {key} of a synthetic set (corrupt PNG)")
+            raise DataError(path, f"cannot decode {what} of a synthetic set (corrupt PNG)")
         return array
 
 

@@ -22,7 +22,7 @@ from stabbench.datasets import list_sources
 from stabbench.errors import OutputConflictError
 from stabbench.synth import open_set
 from stabbench.synth.writer import SynthConfig, synthesize
-from tests.helpers import Interrupt, cli, davis_subset, error_line, tree_hashes
+from tests.helpers import Interrupt, cli, davis_subset, error_line, tree_hashes, write_gray
 
 
 def cli_synth(out: Path, *args: str):
@@ -37,19 +37,13 @@ def write_rgb(path: Path, height: int = 48, width: int = 64, seed: int = 0) -> P
     return path
 
 
-def write_mask(path: Path, values: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(values.astype(np.uint8), mode="L").save(path)
-    return path
-
-
 def make_davis(root: Path, sequences=("bear",), height: int = 48, width: int = 64) -> Path:
     """A tiny DAVIS-2016-style tree: one annotated frame per sequence (0/255 masks)."""
     for i, seq in enumerate(sequences):
         write_rgb(root / "JPEGImages" / "480p" / seq / "00000.jpg", height, width, seed=i)
         mask = np.zeros((height, width), np.uint8)
         mask[height // 4 : 3 * height // 4, width // 4 : width // 2] = 255
-        write_mask(root / "Annotations" / "480p" / seq / "00000.png", mask)
+        write_gray(root / "Annotations" / "480p" / seq / "00000.png", mask)
     return root
 
 
@@ -278,18 +272,18 @@ def bad_davis_trees(tmp_path: Path) -> dict[str, tuple[list[str], Path | str, st
 
     mismatch = make_davis(tmp_path / "mismatch")
     mask = mismatch / "Annotations" / "480p" / "bear" / "00000.png"
-    write_mask(mask, np.full((24, 32), 255))
+    write_gray(mask, np.full((24, 32), 255))
     cases["size mismatch"] = (["--dataset", "davis", "--root", str(mismatch)], mask, "32x24")
 
     empty = make_davis(tmp_path / "empty")
     mask = empty / "Annotations" / "480p" / "bear" / "00000.png"
-    write_mask(mask, np.zeros((48, 64)))
+    write_gray(mask, np.zeros((48, 64)))
     cases["empty mask"] = (["--dataset", "davis", "--root", str(empty)], mask, "empty")
 
     folder = tmp_path / "folder"
     write_rgb(folder / "images" / "a.png")
     write_rgb(folder / "images" / "b.png")
-    write_mask(folder / "masks" / "a.png", np.eye(48, 64) * 255)
+    write_gray(folder / "masks" / "a.png", np.eye(48, 64) * 255)
     cases["image without mask"] = (["--dataset", "folder", "--root", str(folder)], folder / "images" / "b.png", "no mask")
 
     cases["unknown dataset"] = (["--dataset", "imagenet"], "'imagenet'", "unknown dataset")
