@@ -42,7 +42,7 @@ def _load(i: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _score(i: int, labels: np.ndarray, masks: np.ndarray) -> dict:
-    from stabbench.evaluation.runner import accumulate_sequence
+    from stabbench.evaluation.sequence import accumulate_sequence
     from stabbench.metrics import ConfusionMeter, StabilityMeter
 
     state = EvalState(StabilityMeter(band_width=_WORKER["band_width"]), ConfusionMeter(num_classes=_WORKER["num_classes"]))
@@ -53,7 +53,7 @@ def _score(i: int, labels: np.ndarray, masks: np.ndarray) -> dict:
 def evaluate_in_workers(predictor, dataset, state: EvalState, indices, workers: int, *, spec, batch_size,
                         progress: Callable[[int, int], None] | None, allow_non_finite: bool) -> EvalState:
     """See the module docstring; ``state`` is the empty state to fill (its meters' settings are used)."""
-    from stabbench.evaluation.runner import predict_checked
+    from stabbench.evaluation.sequence import predict_checked
 
     num_classes = len(dataset.classes)
     context = multiprocessing.get_context("spawn")

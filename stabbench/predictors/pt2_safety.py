@@ -89,61 +89,57 @@ def _parse(text: Any) -> ast.AST | None:
         return None
 
 
+def _accepted(text: Any, node_ok) -> bool:
+    """Whether ``text`` parses and every node is arithmetic structure or accepted by ``node_ok``."""
+    tree = _parse(text)
+    return tree is not None and all(_arithmetic(node) or node_ok(node) for node in ast.walk(tree))
+
+
+def _arithmetic(node: ast.AST) -> bool:
+    return isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Load, *ARITHMETIC)) \
+        or _numbers_ok(node)
+
+
+def _shape_node(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return bool(SYMBOL_RE.match(node.value))  # Symbol('s12', ...)
+    if isinstance(node, ast.Name):
+        return node.id in SYMPY_CALLS or bool(SYMBOL_RE.match(node.id))
+    if isinstance(node, ast.Call):
+        return isinstance(node.func, ast.Name) and node.func.id in SYMPY_CALLS
+    if isinstance(node, ast.keyword):
+        return node.arg in SYMPY_KEYWORDS and _numbers_ok(node.value)
+    return isinstance(node, ast.Tuple)
+
+
+def _guard_node(node: ast.AST) -> bool:
+    if isinstance(node, ast.Name):
+        return node.id in ({"L"} | GUARD_FUNCTIONS)
+    if isinstance(node, ast.Subscript):
+        index = node.slice
+        if not isinstance(index, ast.Constant) or isinstance(index.value, bool) or not isinstance(index.value, (str, int)):
+            return False
+        return not isinstance(index.value, str) or bool(re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", index.value))
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)  # the keys of L['x'] (checked on their Subscript)
+    if isinstance(node, ast.Attribute):
+        return node.attr in GUARD_METHODS
+    if isinstance(node, ast.Call) and not node.keywords:
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            return func.attr in GUARD_METHODS and not node.args
+        return isinstance(func, ast.Name) and func.id in GUARD_FUNCTIONS
+    return False
+
+
 def is_shape_expression(text: Any) -> bool:
     """Whether ``text`` is symbolic shape arithmetic in sympy's ``srepr`` or infix form."""
-    tree = _parse(text)
-    if tree is None:
-        return False
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Load)):
-            continue
-        if isinstance(node, ARITHMETIC) or _numbers_ok(node):
-            continue
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and SYMBOL_RE.match(node.value):
-            continue  # Symbol('s12', ...)
-        if isinstance(node, ast.Name) and (node.id in SYMPY_CALLS or SYMBOL_RE.match(node.id)):
-            continue
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in SYMPY_CALLS:
-            continue
-        if isinstance(node, ast.keyword) and node.arg in SYMPY_KEYWORDS and _numbers_ok(node.value):
-            continue
-        if isinstance(node, ast.Tuple):
-            continue
-        return False
-    return True
+    return _accepted(text, _shape_node)
 
 
 def is_guard(text: Any) -> bool:
     """Whether ``text`` is a guard over input sizes: ``L['x'].size()[2] >= 2``-style code."""
-    tree = _parse(text)
-    if tree is None:
-        return False
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Load)):
-            continue
-        if isinstance(node, ARITHMETIC) or _numbers_ok(node):
-            continue
-        if isinstance(node, ast.Name) and node.id in ({"L"} | GUARD_FUNCTIONS):
-            continue
-        if isinstance(node, ast.Subscript):
-            index = node.slice
-            if isinstance(index, ast.Constant) and isinstance(index.value, (str, int)) and not isinstance(index.value, bool):
-                if isinstance(index.value, str) and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", index.value):
-                    return False
-                continue
-            return False
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            continue  # the keys of L['x'] (checked on their Subscript)
-        if isinstance(node, ast.Attribute) and node.attr in GUARD_METHODS:
-            continue
-        if isinstance(node, ast.Call) and not node.keywords:
-            func = node.func
-            if isinstance(func, ast.Attribute) and func.attr in GUARD_METHODS and not node.args:
-                continue
-            if isinstance(func, ast.Name) and func.id in GUARD_FUNCTIONS:
-                continue
-        return False
-    return True
+    return _accepted(text, _guard_node)
 
 
 def is_safe_target(text: Any) -> bool:
