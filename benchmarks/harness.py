@@ -341,12 +341,28 @@ def new_record(name: str, args: argparse.Namespace, *, seeds: dict, parameters: 
     }
 
 
+def portable(value: Any) -> Any:
+    """``value`` with every absolute path inside the work area (the checkout's parent folder)
+    written relative to the checkout (``../shared/data/davis-sample``): a committed result
+    never names a path of the machine it ran on."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        try:
+            return os.path.relpath(value, REPO) if Path(value).is_relative_to(REPO.parent) else value
+        except ValueError:
+            return value
+    return value
+
+
 def write_result(record: dict, args: argparse.Namespace) -> Path | None:
     """Complete ``record`` (wall time, load average at the end) and write it atomically to
     :func:`result_path` as sorted JSON; ``None`` with ``--no-save``."""
     from stabbench.fileio import atomic_write_json
 
-    record = dict(record)
+    record = portable(dict(record))
     started = record.pop("_started", None)
     if started is not None:
         record["wall_s"] = round(time.perf_counter() - started, 1)
