@@ -2,9 +2,9 @@
 
 Atomic writes go through a temporary file in the destination folder (named
 ``.<name>.<pid>.tmp``), flushed and ``fsync``-ed, then ``os.replace``-d over the
-destination: a reader sees the old file or the new one, never half of one, and a crash
-leaves at most a temporary file, which the next write of the same process id replaces and
-:func:`remove_stale_temporaries` clears.
+destination: a reader sees the old file or the new one, never half of one, and a failed
+write removes its temporary file; one left by a killed process is cleared by the writer of
+that output when it next runs (a set's writer, the eval output writer).
 """
 
 from __future__ import annotations
@@ -127,15 +127,6 @@ def locked_dir(folder: str | Path, *, wait: bool = True, timeout: float = 60.0) 
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def remove_stale_temporaries(folder: Path, name: str) -> None:
-    """Remove ``.<name>.<pid>.tmp`` files left in ``folder`` by crashed writers of ``name``."""
-    for stale in Path(folder).glob(f".{name}.*.tmp"):
-        try:
-            stale.unlink()
-        except OSError:
-            pass
-
-
 def package_version(*dists: str) -> str | None:
     """The installed version of the first distribution of ``dists`` found, else ``None``."""
     for dist in dists:
@@ -172,7 +163,6 @@ __all__ = [
     "fsync_dir",
     "locked_dir",
     "package_version",
-    "remove_stale_temporaries",
     "sha256_bytes",
     "sha256_file",
     "temporary_name",

@@ -92,9 +92,7 @@ def _call(method: Callable[..., Any], what: str, *args: Any) -> Any:
     """Call a predictor's method; anything it raises (``SystemExit`` included) is a ModelError."""
     try:
         return method(*args)
-    except (ModelError, UsageError):
-        raise
-    except KeyboardInterrupt:
+    except (ModelError, UsageError, KeyboardInterrupt):
         raise
     except BaseException as exc:  # the user's model failed: a bad-model error, with its cause
         raise ModelError(f"model failed in {what}: {type(exc).__name__}: {exc}") from exc

@@ -71,7 +71,7 @@ def _export_png(dataset, out: Path, progress) -> None:
         record = {k: v for k, v in seq.record.items() if k != "render"}
         record["frames"] = items
         write_json_atomic(folder / SEQUENCE_FILE, record)
-        plans.append(SimpleNamespace(index=seq.index, folder=folder))
+        plans.append(SimpleNamespace(index=seq.index))  # what write_manifest reads of a plan
         if progress is not None:
             progress(done + 1, len(dataset))
     write_manifest(out, run, dataset.classes, plans)

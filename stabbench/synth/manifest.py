@@ -21,6 +21,7 @@ import numpy as np
 
 from perturbations import PERTURBATION_NAMES, SEVERITIES
 from stabbench.errors import DataError
+from stabbench.fileio import sha256_bytes
 from stabbench.limits import check_pixels
 
 #: A file or sequence-folder name in a set: one path component, no leading dot.
@@ -203,8 +204,6 @@ def member_path(root: Path, *names: str) -> Path:
 
 def read_member(path: Path, size: int, sha256: str) -> bytes:
     """The bytes of a set's file, checked against the manifest's size and sha256 as they are read."""
-    import hashlib
-
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as handle:
@@ -213,6 +212,6 @@ def read_member(path: Path, size: int, sha256: str) -> bytes:
             data = handle.read(size + 1)
     except OSError as exc:
         raise DataError(path, f"cannot read a file of the synthetic set ({exc.strerror or exc})") from None
-    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+    if len(data) != size or sha256_bytes(data) != sha256:
         raise DataError(path, "size or checksum (sha256) differs from the manifest: the set was changed or is corrupt")
     return data

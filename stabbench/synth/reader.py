@@ -37,8 +37,10 @@ class SyntheticSequence:
     """One sequence of a synthetic set: files are read, or (compact sets) frames rendered, on demand.
 
     The API is the same for both formats. A compact sequence renders all its frames and masks
-    at once (from its source, its trajectory and its generator state), checks each against the
-    manifest's pixel checksum, and keeps them until the sequence object is dropped.
+    at once (from its source, its trajectory and its generator state) and checks each against
+    the manifest's pixel checksum. ``frames()`` and ``masks()`` hand over the rendered arrays
+    (no copy) and the sequence keeps nothing once both are taken; ``frame(k)``/``mask(k)``
+    copy one frame out of the rendered ones, which stay until taken.
     """
 
     def __init__(self, root: Path, record: dict, versions: dict | None = None):
@@ -47,7 +49,7 @@ class SyntheticSequence:
         self.record = record
         self.versions = versions or {}
         self.compact = "render" in record
-        self._rendered: tuple[np.ndarray, np.ndarray] | None = None
+        self._rendered: list[np.ndarray | None] = [None, None]  # compact: frames, masks (until taken)
         self.id: str = record["id"]
         self.index: int = record["plan"]["index"]
         self.perturbation: str = record["plan"]["perturbation"]
@@ -77,7 +79,7 @@ class SyntheticSequence:
     def frame(self, k: int) -> np.ndarray:
         """Frame ``k``: ``(H, W, 3)`` uint8 RGB."""
         if self.compact:
-            return self._render()[0][self._index(k)]
+            return self._render(0)[self._index(k)].copy()
         if _IMREAD_RGB is not None:  # the decoder writes RGB: no BGR -> RGB pass
             return self._read(k, "frame", _IMREAD_RGB)
         return cv2.cvtColor(self._read(k, "frame", cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -85,24 +87,26 @@ class SyntheticSequence:
     def mask(self, k: int) -> np.ndarray:
         """Ground truth of frame ``k``: ``(H, W)`` uint8 class ids, 255 = ignore."""
         if self.compact:
-            return self._render()[1][self._index(k)]
+            return self._render(1)[self._index(k)].copy()
         return self._read(k, "mask", cv2.IMREAD_UNCHANGED)
 
     def frames(self) -> np.ndarray:
         """All frames, ``(N, H, W, 3)`` uint8 RGB."""
         if self.compact:
-            return self._render()[0].copy()
+            return self._take(0)
         return self._read_all("frame", self.frame)
 
     def masks(self) -> np.ndarray:
         """All masks, ``(N, H, W)`` uint8."""
         if self.compact:
-            return self._render()[1].copy()
+            return self._take(1)
         return self._read_all("mask", self.mask)
 
-    def release(self) -> None:
-        """Drop the rendered frames of a compact sequence (they are rendered again when asked for)."""
-        self._rendered = None
+    def _take(self, part: int) -> np.ndarray:
+        """Hand over the rendered frames (0) or masks (1): the caller owns them, the sequence forgets them."""
+        array = self._render(part)
+        self._rendered[part] = None
+        return array
 
     def flow(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Ground-truth ``(flow (H, W, 2) float32, valid (H, W) bool)`` of the pair ``(t, t+1)``."""
@@ -117,8 +121,8 @@ class SyntheticSequence:
         """Check every file (materialized) or every rendered frame and mask (compact) against the
         manifest's checksums; raises :class:`DataError`."""
         if self.compact:
-            self._render()
-            self.release()
+            self._render(0)  # renders and checks every frame and mask
+            self._rendered = [None, None]
             return
         for k in range(self.num_frames):
             for key in ("frame", "mask"):
@@ -135,10 +139,11 @@ class SyntheticSequence:
         path = member_path(self.root, SOURCES_DIR, files[key])
         return self._decode(path, read_member(path, files[key + "_bytes"], files[key + "_sha256"]), f"source {key}", flags)
 
-    def _render(self) -> tuple[np.ndarray, np.ndarray]:
-        """Render (once) every frame and mask of a compact sequence, each checked against its checksum."""
-        if self._rendered is not None:
-            return self._rendered
+    def _render(self, part: int) -> np.ndarray:
+        """The rendered frames (0) or masks (1) of a compact sequence; all of both are rendered, each
+        checked against its checksum, unless that part is still held from an earlier render."""
+        if self._rendered[part] is not None:
+            return self._rendered[part]
         from perturbations import render_sequence
 
         image = self._source("image", _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR)
@@ -160,8 +165,8 @@ class SyntheticSequence:
                 if pixels_sha256(array) != expected[key + "_pixels_sha256"]:
                     raise DataError(self.root, self._mismatch(k, key))
             frames[k], masks[k] = frame, mask
-        self._rendered = (frames, masks)
-        return self._rendered
+        self._rendered = [frames, masks]
+        return self._rendered[part]
 
     def _mismatch(self, k: int, key: str) -> str:
         made = f"OpenCV {self.versions.get('opencv', '?')}, NumPy {self.versions.get('numpy', '?')}"
@@ -188,9 +193,7 @@ class SyntheticSequence:
 
     def _member_bytes(self, k: int, key: str) -> tuple[Path, bytes]:
         """The bytes of file ``key`` of frame ``k``, confined to the set and checked against the manifest."""
-        if not 0 <= k < self.num_frames:
-            raise IndexError(f"frame index {k} out of range [0, {self.num_frames - 1}]")
-        item = self.record["frames"][k]
+        item = self.record["frames"][self._index(k)]
         path = member_path(self.root, self.id, item[key])
         return path, read_member(path, item[key + "_bytes"], item[key + "_sha256"])
 

@@ -39,7 +39,8 @@ import numpy as np
 
 from perturbations import PERTURBATION_NAMES, PROTOCOL_VERSION, SEVERITIES, make_trajectory, render_sequence
 from stabbench import fileio
-from stabbench.errors import OutputConflictError
+from stabbench.errors import DataError, OutputConflictError
+from stabbench.synth.manifest import check_record, member_path
 from stabbench.synth.plan import SequencePlan, plan_sequences
 
 SET_FORMAT = "stabbench-synthetic-set"
@@ -188,9 +189,6 @@ def sequence_dir(out: Path, index: int) -> Path:
 
 def completed_record(out: Path, plan: SequencePlan, run: dict) -> dict | None:
     """The record of a sequence finished by an earlier run, if its files are intact."""
-    from stabbench.errors import DataError
-    from stabbench.synth.manifest import check_record, member_path
-
     folder = sequence_dir(out, plan.index)
     if folder.is_symlink():
         return None

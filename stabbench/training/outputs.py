@@ -34,6 +34,7 @@ from stabbench.fileio import (
     atomic_write,
     atomic_write_json,
     atomic_write_text,
+    sha256_bytes,
     temporary_name,
     versions,
 )
@@ -203,7 +204,7 @@ def write_model(run: TrainRun, *, onnx: bool = False) -> dict:
 
 
 def _names_digest(names: list[str]) -> str:
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+    return sha256_bytes("\n".join(names).encode())
 
 
 def provenance(run: TrainRun, state: TrainState, final: dict | None = None) -> dict:
