@@ -66,10 +66,9 @@ def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, re
     Writes OUT/results.json, per-sequence, per-perturbation-x-severity and per-class CSVs and a
     plot, prints a table, and adds a row to the leaderboard (not for a shard).
     """
-    from stabbench.errors import OutputConflictError, StabbenchError, UsageError
+    from stabbench.errors import OutputConflictError, UsageError
     from stabbench.evaluation import evaluate, parse_shard
-    from stabbench.evaluation.distributed import gather, launched_ranks, start, stop
-    from stabbench.evaluation.merge import merge_states
+    from stabbench.evaluation.distributed import evaluate_across_ranks, launched_ranks
     from stabbench.evaluation.parallel import default_workers
     from stabbench.predictors import load_predictor
     from stabbench.report.leaderboard import recognise, upsert_row
@@ -97,23 +96,19 @@ def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, re
         refuse_existing_row(board, info, set_meta, boundary_width)
     if workers is None:
         workers = default_workers() if ranks is None else 0  # under torchrun the ranks are the parallelism
-    if ranks is not None:
-        start(ranks, device)
-    try:
+
+    def run():
         with progress_bar("eval", "sequences", quiet=quiet or not leader) as bar:
-            state = evaluate(loaded.predictor, dataset, spec=loaded.spec, band_width=boundary_width,
-                             batch_size=batch_size, shard=shard_range, progress=counter(bar, "eval"),
-                             allow_non_finite=allow_nonfinite, workers=workers)
-    except StabbenchError as exc:
-        if ranks is None:
-            raise
-        state = exc  # every rank hears of it at the gather
-    if ranks is not None:
-        parts = gather(ranks, state if isinstance(state, StabbenchError) else state.state_dict())
-        stop()
-        if not ranks.leader:
+            return evaluate(loaded.predictor, dataset, spec=loaded.spec, band_width=boundary_width,
+                            batch_size=batch_size, shard=shard_range, progress=counter(bar, "eval"),
+                            allow_non_finite=allow_nonfinite, workers=workers)
+
+    if ranks is None:
+        state = run()
+    else:
+        state = evaluate_across_ranks(ranks, device, run)
+        if state is None:  # not rank 0: rank 0 writes
             return
-        state = merge_states(parts)
         shard_range = (0, 1)
     results = build_results(state, info, set_meta, boundary_width, shard_range)
     write_outputs(out_dir, results, overwrite=overwrite, plot=not no_plot)

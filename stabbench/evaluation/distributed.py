@@ -15,8 +15,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Callable
 
 from stabbench.errors import StabbenchError, UsageError
+from stabbench.evaluation.merge import merge_states
+from stabbench.evaluation.state import EvalState
 
 #: How long a rank waits for the others at the gather (a slow rank on a big shard may take long).
 GATHER_TIMEOUT = timedelta(hours=2)
@@ -81,3 +84,17 @@ def gather(ranks: Ranks, outcome) -> list:
             error.exit_code = item[3]
             raise error
     return [item[1] for item in everything]
+
+
+def evaluate_across_ranks(ranks: Ranks, device: str, run: Callable[[], EvalState]) -> EvalState | None:
+    """Join the group, ``run()`` this rank's shard, gather every rank's counts; the merged state
+    (counts of a single process) on rank 0, ``None`` on the others. An error on any rank is
+    raised on every rank (:func:`gather`)."""
+    start(ranks, device)
+    try:
+        outcome = run().state_dict()
+    except StabbenchError as exc:
+        outcome = exc  # every rank hears of it at the gather
+    parts = gather(ranks, outcome)
+    stop()
+    return merge_states(parts) if ranks.leader else None
