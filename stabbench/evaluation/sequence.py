@@ -16,7 +16,10 @@ def predict_checked(predictor, seq, frames: np.ndarray, state: EvalState, spec, 
     """Labels of one sequence; non-finite outputs refused (or recorded in ``state``), the label range checked."""
     from stabbench.predictors import predict_sequence
 
-    labels, non_finite = predict_sequence(predictor, frames, spec=spec, sequence=seq, batch_size=batch_size)
+    try:
+        labels, non_finite = predict_sequence(predictor, frames, spec=spec, sequence=seq, batch_size=batch_size)
+    except ModelError as exc:  # name the sequence the model failed on
+        raise ModelError(f"sequence {seq.id}: {exc}") from exc
     if non_finite and not allow_non_finite:
         raise ModelError(f"sequence {seq.id}: {non_finite[0]}; a broken model is not scored "
                          "(--allow-nonfinite records it as a warning instead, and the gate fails it)")

@@ -114,6 +114,7 @@ def test_a_model_that_exits_is_a_bad_model(shapes, tmp_path, hostile, entry) -> 
     result = ev(shapes, tmp_path / "ev", f"{hostile}:{entry}", "--no-leaderboard")
     line = one_line(result, 5, "SystemExit")
     assert entry == "exit_factory" or "seq_00000" in line or "predict" in line or "reset" in line
+    assert entry == "exit_factory" or "sequence seq_00000" in line
     assert not (tmp_path / "ev").exists()
 
 
