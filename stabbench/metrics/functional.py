@@ -326,6 +326,9 @@ class PairGeometry:
         band: ``(H, W)`` bool :func:`boundary_band` of frame ``t``'s ground truth.
         band_tracked: ``(H, W)`` bool, ``tracks.tracked & band``.
         band_width, ignore_label: the settings the band was made with.
+        band_tracked_no_gt_rule: ``(H, W)`` bool, the band's tracked pixels *before* the
+            ground-truth agreement rule (a diagnostic: S_boundary without the rule);
+            ``None`` when no rule was applied (it then equals ``band_tracked``).
     """
 
     tracks: PairTracks
@@ -333,6 +336,7 @@ class PairGeometry:
     band_tracked: np.ndarray
     band_width: int = BAND_WIDTH
     ignore_label: int = IGNORE_LABEL
+    band_tracked_no_gt_rule: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -345,6 +349,15 @@ class PairGeometry:
     @cached_property
     def num_band_tracked(self) -> int:
         return int(np.count_nonzero(self.band_tracked))
+
+    @property
+    def band_before_gt_rule(self) -> np.ndarray:
+        """``(H, W)`` bool: the band's tracked pixels without the ground-truth agreement rule."""
+        return self.band_tracked if self.band_tracked_no_gt_rule is None else self.band_tracked_no_gt_rule
+
+    @cached_property
+    def num_band_tracked_no_gt_rule(self) -> int:
+        return int(np.count_nonzero(self.band_before_gt_rule))
 
 
 def pair_geometry(
@@ -363,30 +376,45 @@ def pair_geometry(
     about one pixel along the edges (the true boundary passes between pixel centres), where
     no prediction can be both correct and stable; without this rule even the ground truth
     scores S < 100. The stabbench runner always passes ``gt_t1`` (see docs/metrics.md).
+
+    The band's tracked pixels before the rule are kept as a diagnostic
+    (``band_tracked_no_gt_rule``): S_boundary without the rule, and the share of band pixels
+    the rule removed, are reported beside S_boundary (they change nothing in it).
     """
     tracks = target_indices(flow, valid)
     gt_t = _check_label_map("gt_t", gt_t, tracks.shape)
+    band = boundary_band(gt_t, width, ignore_label)
+    band_no_rule = None
     if gt_t1 is not None:
         gt_t1 = _check_label_map("gt_t1", gt_t1, tracks.shape)
+        band_no_rule = tracks.tracked & band
         agree = consistent_pixels(gt_t, gt_t1, tracks)
         tracks = PairTracks(tracks.shape, tracks.coords, tracks.tracked & agree)
-    band = boundary_band(gt_t, width, ignore_label)
-    return PairGeometry(tracks, band, tracks.tracked & band, int(width), int(ignore_label))
+    return PairGeometry(tracks, band, tracks.tracked & band, int(width), int(ignore_label), band_no_rule)
 
 
-def pair_counts(pred_t: np.ndarray, pred_t1: np.ndarray, geometry: PairGeometry) -> tuple[int, int, int, int]:
-    """``(consistent, tracked, boundary_consistent, boundary_tracked)`` of one pair.
+def pair_counts(pred_t: np.ndarray, pred_t1: np.ndarray, geometry: PairGeometry) -> tuple[int, int, int, int, int, int]:
+    """``(consistent, tracked, boundary_consistent, boundary_tracked, boundary_consistent_no_gt_rule,
+    boundary_tracked_no_gt_rule)`` of one pair.
 
-    Global counts over all tracked pixels, boundary counts over tracked pixels in the band.
+    Global counts over all tracked pixels, boundary counts over tracked pixels in the band;
+    the last two count the band before the ground-truth agreement rule (a diagnostic; equal
+    to the boundary counts when the geometry was built without ``gt_t1``).
     """
     consistent = consistent_pixels(pred_t, pred_t1, geometry.tracks)
     boundary_consistent = np.count_nonzero(consistent & geometry.band_tracked)
+    if geometry.band_tracked_no_gt_rule is None:
+        boundary_consistent_no_rule = boundary_consistent
+    else:
+        boundary_consistent_no_rule = np.count_nonzero(consistent & geometry.band_tracked_no_gt_rule)
     consistent &= geometry.tracks.tracked
     return (
         int(np.count_nonzero(consistent)),
         geometry.num_tracked,
         int(boundary_consistent),
         geometry.num_band_tracked,
+        int(boundary_consistent_no_rule),
+        geometry.num_band_tracked_no_gt_rule,
     )
 
 

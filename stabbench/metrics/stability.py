@@ -15,6 +15,11 @@ counted pair has S = NaN and is left out of the set's mean (and reported in
 ``*_sequences``). The pooled variants ``S_*_pooled = 100 * sum consistent / sum tracked``
 are extra.
 
+Diagnostics (they change neither S): ``S_boundary_no_gt_rule`` is S_boundary computed
+the same way over the band's pixels *before* the ground-truth agreement rule
+(docs/metrics.md), and ``gt_rule_removed_fraction`` the share (0-1, pooled over pairs) of
+those band pixels the rule removed.
+
 State: integer counts per ``(sequence id, pair t)``, so shards merge by union and
 :meth:`StabilityMeter.compute` (which sorts by sequence then pair) gives bit-identical
 results whatever the merge order.
@@ -40,6 +45,11 @@ class PairCounts(NamedTuple):
     tracked: int
     boundary_consistent: int
     boundary_tracked: int
+    boundary_consistent_no_gt_rule: int
+    boundary_tracked_no_gt_rule: int
+
+
+_NUM_COUNTS = len(PairCounts._fields) - 2
 
 
 class StabilityMeter:
@@ -52,13 +62,13 @@ class StabilityMeter:
 
     higher_is_better = True
     STATE_FORMAT = "stabbench.metrics.StabilityMeter"
-    STATE_VERSION = 1
+    STATE_VERSION = 2  # 2: six counts per pair (the band before the ground-truth agreement rule)
 
     def __init__(self, band_width: int = F.BAND_WIDTH, ignore_label: int = F.IGNORE_LABEL):
         F.boundary_band(np.zeros((1, 1), np.uint8), band_width, ignore_label)  # validates both
         self.band_width = int(band_width)
         self.ignore_label = int(ignore_label)
-        self._pairs: dict[tuple[str, int], tuple[int, int, int, int]] = {}
+        self._pairs: dict[tuple[str, int], tuple[int, ...]] = {}  # PairCounts fields after (seq_id, t)
 
     def __repr__(self) -> str:
         return (
@@ -157,7 +167,8 @@ class StabilityMeter:
         return out
 
     def state_dict(self) -> dict:
-        """JSON-serialisable state: settings and one ``[seq_id, t, c, n, c_b, n_b]`` row per pair."""
+        """JSON-serialisable state: settings and one ``[seq_id, t, c, n, c_b, n_b, c_b0, n_b0]`` row per
+        pair (``c_b0, n_b0``: the band before the ground-truth agreement rule)."""
         return {
             "format": self.STATE_FORMAT,
             "version": self.STATE_VERSION,
@@ -172,7 +183,7 @@ class StabilityMeter:
         out = cls(state["band_width"], state["ignore_label"])
         for row in state["pairs"]:
             seq_id, t, *counts = row
-            if len(counts) != 4 or not all(isinstance(c, int) and c >= 0 for c in counts):
+            if len(counts) != _NUM_COUNTS or not all(isinstance(c, int) and c >= 0 for c in counts):
                 raise ValueError(f"bad pair row in state: {row!r}")
             out._pairs[out._key(seq_id, t)] = tuple(counts)
         return out
@@ -192,7 +203,8 @@ class StabilityMeter:
         """One row per sequence (sorted by id): its S values (percent) and counts.
 
         Keys: ``sequence``, ``S_global``, ``S_boundary``, ``pairs``, ``tracked``,
-        ``boundary_pairs`` (pairs with a non-empty tracked band), ``boundary_tracked``.
+        ``boundary_pairs`` (pairs with a non-empty tracked band), ``boundary_tracked``, and the
+        diagnostics ``S_boundary_no_gt_rule``, ``boundary_tracked_no_gt_rule``.
         """
         rows: dict[str, list[PairCounts]] = {}
         for pair in self.pairs:
@@ -205,8 +217,10 @@ class StabilityMeter:
         Keys: ``S_global``, ``S_boundary`` (mean over sequences of per-sequence means),
         ``S_global_pooled``, ``S_boundary_pooled``, ``sequences``, ``pairs``, ``tracked``,
         ``boundary_tracked``, ``global_skipped_pairs``, ``boundary_skipped_pairs``
-        (pairs without tracked pixels in the region), ``boundary_sequences`` (sequences
-        with a defined S_boundary).
+        (pairs without tracked pixels in the region), ``boundary_pairs`` (pairs that counted
+        for S_boundary), ``boundary_sequences`` (sequences with a defined S_boundary, i.e.
+        that counted for it), and the diagnostics ``S_boundary_no_gt_rule``,
+        ``boundary_tracked_no_gt_rule``, ``gt_rule_removed_fraction`` (module docstring).
 
         Args:
             groups: ``{sequence id: group key}`` (e.g. ``(perturbation, severity)``) covering
@@ -221,13 +235,15 @@ class StabilityMeter:
 
 
 def _sequence_row(seq_id: str, pairs: list[PairCounts]) -> dict:
-    counts = np.array([p[2:] for p in pairs], dtype=np.int64).reshape(-1, 4)
+    counts = np.array([p[2:] for p in pairs], dtype=np.int64).reshape(-1, _NUM_COUNTS)
     global_rates = F.stability_rate(counts[:, 0], counts[:, 1])
     boundary_rates = F.stability_rate(counts[:, 2], counts[:, 3])
+    no_rule_rates = F.stability_rate(counts[:, 4], counts[:, 5])
     return {
         "sequence": seq_id,
         "S_global": _nanmean(global_rates),
         "S_boundary": _nanmean(boundary_rates),
+        "S_boundary_no_gt_rule": _nanmean(no_rule_rates),
         "pairs": len(pairs),
         "global_pairs": int(np.count_nonzero(counts[:, 1])),
         "boundary_pairs": int(np.count_nonzero(counts[:, 3])),
@@ -235,6 +251,7 @@ def _sequence_row(seq_id: str, pairs: list[PairCounts]) -> dict:
         "tracked": int(counts[:, 1].sum()),
         "boundary_consistent": int(counts[:, 2].sum()),
         "boundary_tracked": int(counts[:, 3].sum()),
+        "boundary_tracked_no_gt_rule": int(counts[:, 5].sum()),
     }
 
 
@@ -250,11 +267,20 @@ def _summary(rows: list[dict]) -> dict:
         "sequences": len(rows),
         "boundary_sequences": sum(not np.isnan(row["S_boundary"]) for row in rows),
         "pairs": total("pairs"),
+        "boundary_pairs": total("boundary_pairs"),
         "tracked": total("tracked"),
         "boundary_tracked": total("boundary_tracked"),
         "global_skipped_pairs": total("pairs") - total("global_pairs"),
         "boundary_skipped_pairs": total("pairs") - total("boundary_pairs"),
+        "S_boundary_no_gt_rule": _nanmean([row["S_boundary_no_gt_rule"] for row in rows]),
+        "boundary_tracked_no_gt_rule": total("boundary_tracked_no_gt_rule"),
+        "gt_rule_removed_fraction": _removed_fraction(total("boundary_tracked"), total("boundary_tracked_no_gt_rule")),
     }
+
+
+def _removed_fraction(kept: int, before: int) -> float:
+    """``1 - kept / before`` (0-1); NaN when nothing was there before."""
+    return 1.0 - kept / before if before else float("nan")
 
 
 def _nanmean(values) -> float:

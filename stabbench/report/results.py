@@ -30,6 +30,12 @@ from stabbench.metrics import DEFINITIONS, sequence_rows, summarize
 RESULTS_FORMAT = "stabbench-results"
 RESULTS_FORMAT_VERSION = 1
 HEADLINE = ("S_global", "S_boundary", "mIoU_syn")
+#: Counts beside the headline in ``results.json["metrics"]``.
+METRIC_COUNTS = ("S_global_pooled", "S_boundary_pooled", "sequences", "pairs", "tracked", "boundary_sequences",
+                 "boundary_pairs", "boundary_tracked", "boundary_skipped_pairs", "frames", "pixels")
+#: What the ground-truth agreement rule does to S_boundary (diagnostics; S_boundary keeps the rule):
+#: S_boundary computed without it, and the share (0-1) of the band's tracked pixels it removed.
+GT_RULE_DIAGNOSTICS = ("S_boundary_no_gt_rule", "boundary_tracked_no_gt_rule", "gt_rule_removed_fraction")
 
 
 def set_info(dataset) -> dict:
@@ -86,7 +92,7 @@ def build_results(state, model_info: dict, set_meta: dict, band_width: int, shar
         "set": set_meta,
         "settings": {"boundary_width": band_width, "shard": list(shard), "definitions": DEFINITIONS},
         "model_outputs": {"non_finite": state.non_finite},
-        "metrics": {**headline, **{k: overall[k] for k in ("S_global_pooled", "S_boundary_pooled", "sequences", "pairs", "tracked", "boundary_tracked", "boundary_skipped_pairs", "frames", "pixels")}},
+        "metrics": {**headline, **{k: overall[k] for k in METRIC_COUNTS + GT_RULE_DIAGNOSTICS}},
         "warnings": sanity_warnings(headline, state),
         "model_warnings": state.warnings[:100],
         "per_perturbation_severity": per_ps,
@@ -103,6 +109,8 @@ def _row_metrics(vals: dict) -> dict:
         "mIoU_syn": vals.get("mIoU", float("nan")),
         "sequences": vals["sequences"],
         "pairs": vals["pairs"],
+        "boundary_sequences": vals["boundary_sequences"],
+        "boundary_pairs": vals["boundary_pairs"],
     }
 
 

@@ -45,7 +45,7 @@ def run(sequences):
     stab, conf = StabilityMeter(), ConfusionMeter(3)
     for seq_id, _, pairs, gts, preds in sequences:
         for t, (flow, valid) in enumerate(pairs):
-            stab.update(seq_id, t, preds[t], preds[t + 1], flow, valid, gts[t])
+            stab.update(seq_id, t, preds[t], preds[t + 1], flow, valid, gts[t], gts[t + 1])
         for k in range(len(gts)):
             conf.update(seq_id, preds[k], gts[k])
     return stab, conf
@@ -73,3 +73,7 @@ def test_merged_shards_equal_a_single_run_exactly(split):
         assert same(got, expected)
         assert stab.state_dict() == single_s.state_dict() and conf.state_dict() == single_c.state_dict()
     assert math.isnan(expected[2][2]["S_boundary"]) and not math.isnan(expected[0]["S_boundary"])
+    # the ground-truth rule's diagnostics merge too, and are not trivially equal to S_boundary
+    assert expected[0]["gt_rule_removed_fraction"] > 0
+    assert expected[0]["S_boundary_no_gt_rule"] != expected[0]["S_boundary"]
+    assert expected[0]["boundary_sequences"] == 5 and expected[0]["sequences"] == 6

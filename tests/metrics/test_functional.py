@@ -184,7 +184,7 @@ def test_ground_truth_plays_no_part_in_global_stability():
     flow, valid = const_flow(4, 4, dx=1.0)
     gt = np.full((4, 4), 255, np.uint8)
     pair = pair_geometry(flow, valid, gt)
-    assert pair_counts(PRED_T, moved_right(PRED_T), pair) == (12, 12, 0, 0)
+    assert pair_counts(PRED_T, moved_right(PRED_T), pair) == (12, 12, 0, 0, 0, 0)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64, np.uint64])

@@ -60,12 +60,14 @@ def test_boundary_pairs_with_an_empty_band_are_skipped():
     pred_t = edge_gt.copy()
     pred_t1 = edge_gt.copy()
     pred_t1[0, 2] = 0  # one inconsistent band pixel out of 4
-    assert meter.update("a", 0, pred_t, pred_t1, flow, valid, edge_gt)[2:] == (15, 16, 3, 4)
-    assert meter.update("a", 1, pred_t, pred_t, flow, valid, flat_gt)[2:] == (16, 16, 0, 0)  # skipped
+    # without gt_t1 no agreement rule applies: the last two counts equal the boundary counts
+    assert meter.update("a", 0, pred_t, pred_t1, flow, valid, edge_gt)[2:] == (15, 16, 3, 4, 3, 4)
+    assert meter.update("a", 1, pred_t, pred_t, flow, valid, flat_gt)[2:] == (16, 16, 0, 0, 0, 0)  # skipped
     meter.update("b", 0, pred_t, pred_t, flow, valid, flat_gt)  # no band in any pair
     res = meter.compute()
     assert res["S_boundary"] == 75.0  # a: 75 (its pair 1 skipped); b: NaN, left out
-    assert res["boundary_skipped_pairs"] == 2 and res["boundary_sequences"] == 1
+    assert res["boundary_skipped_pairs"] == 2 and res["boundary_sequences"] == 1 and res["boundary_pairs"] == 1
+    assert res["sequences"] == 2 and res["pairs"] == 3
     rows = {row["sequence"]: row for row in meter.per_sequence()}
     assert math.isnan(rows["b"]["S_boundary"]) and rows["b"]["S_global"] == 100.0
     assert res["S_global"] == pytest.approx(((100 * 15 / 16 + 100) / 2 + 100) / 2)
@@ -142,6 +144,108 @@ def test_merge_errors_and_state_errors():
     state["version"] = 99
     with pytest.raises(ValueError, match="version 99 is not supported"):
         StabilityMeter.from_state_dict(state)
+
+
+# =========================================================================== the ground-truth rule
+
+
+def reference_pair(pred_t, pred_t1, dx, dy, valid, gt_t, gt_t1, band):
+    """Plain-NumPy counts of one pair with integer flow ``(dx, dy)``, pixel by pixel:
+    ``(c, n, c_b, n_b, c_b0, n_b0)`` (``*0``: the band before the ground-truth agreement rule)."""
+    h, w = gt_t.shape
+    counts = [0] * 6
+    for y in range(h):
+        for x in range(w):
+            ty, tx = y + dy, x + dx
+            if not (valid[y, x] and 0 <= ty < h and 0 <= tx < w):
+                continue
+            same = int(pred_t[y, x] == pred_t1[ty, tx])
+            if band[y, x]:
+                counts[4] += same
+                counts[5] += 1
+            if gt_t[y, x] != gt_t1[ty, tx]:
+                continue
+            counts[0] += same
+            counts[1] += 1
+            if band[y, x]:
+                counts[2] += same
+                counts[3] += 1
+    return tuple(counts)
+
+
+def test_band_before_the_ground_truth_rule_by_hand():
+    """6x8, label 1 from column 4 in frame t, moved right by 1 (dx = 1) in frame t+1 except in
+    row 2 where frame t+1's edge is one column further (its nearest-neighbour mask rounded the
+    other way): the rule removes pixel (x=4, y=2) only. Band width 3: columns 3-5."""
+    gt_t = np.zeros((6, 8), np.uint8)
+    gt_t[:, 4:] = 1
+    gt_t1 = np.zeros((6, 8), np.uint8)
+    gt_t1[:, 5:] = 1
+    gt_t1[2, 5] = 0
+    flow, valid = const_flow(6, 8, dx=1.0)
+    pred_t, pred_t1 = gt_t.copy(), gt_t1.copy()
+    pred_t1[4, 5] = 0  # one flip in the band (x=4, y=4 of frame t lands there)
+    meter = StabilityMeter(band_width=3)
+    counts = meter.update("s", 0, pred_t, pred_t1, flow, valid, gt_t, gt_t1)[2:]
+    # tracked: columns 0-6 (column 7 leaves the frame) = 42, minus (4, 2) the rule removes = 41;
+    # inconsistent: (4, 4) (the flip) and (4, 2) (1 -> 0, removed by the rule): 40 consistent;
+    # band: columns 3-5 = 18 pixels (16 consistent), 17 after the rule (16 consistent)
+    assert counts == (40, 41, 16, 17, 16, 18)
+    res = meter.compute()
+    assert res["S_boundary"] == pytest.approx(100 * 16 / 17)
+    assert res["S_boundary_no_gt_rule"] == pytest.approx(100 * 16 / 18)
+    assert res["gt_rule_removed_fraction"] == pytest.approx(1 / 18)
+    band = np.zeros((6, 8), bool)
+    band[:, 3:6] = True
+    assert counts == reference_pair(pred_t, pred_t1, 1, 0, valid, gt_t, gt_t1, band)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_counts_match_a_plain_numpy_reference(seed):
+    """Random label maps (with ignore), random integer flow, random validity and a frame t+1 whose
+    ground truth differs from the moved one in scattered pixels; band from boundary_band."""
+    from stabbench.metrics import boundary_band
+
+    rng = np.random.default_rng(seed)
+    h, w, dx, dy = 14, 17, int(rng.integers(-2, 3)), int(rng.integers(-2, 3))
+    gt_t = random_blobs(rng, h, w)
+    gt_t1 = np.roll(gt_t, (dy, dx), axis=(0, 1))
+    noise = rng.random((h, w)) < 0.1
+    gt_t1[noise] = rng.integers(0, 3, (h, w))[noise]
+    pred_t, pred_t1 = (np.where(rng.random((h, w)) < 0.2, rng.integers(0, 3, (h, w)), g).astype(np.uint8)
+                       for g in (np.where(gt_t == 255, 0, gt_t), np.where(gt_t1 == 255, 0, gt_t1)))
+    flow, valid = const_flow(h, w, dx=float(dx), dy=float(dy))
+    valid &= rng.random((h, w)) < 0.9
+    meter = StabilityMeter(band_width=5)
+    got = meter.update("s", 0, pred_t, pred_t1, flow, valid, gt_t, gt_t1)[2:]
+    want = reference_pair(pred_t, pred_t1, dx, dy, valid, gt_t, gt_t1, boundary_band(gt_t, 5))
+    assert got == want
+    assert got[5] >= got[3] and got[4] - got[2] <= got[5] - got[3]  # the rule only removes pixels
+
+
+def test_no_gt_rule_aggregates_like_s_boundary():
+    """Per pair rate -> mean per sequence -> mean over sequences, with its own empty-pair skips."""
+    meter = StabilityMeter()
+    meter._pairs = {("a", 0): (1, 1, 3, 4, 3, 6), ("a", 1): (1, 1, 0, 0, 1, 2), ("b", 0): (1, 1, 1, 1, 1, 1)}
+    res = meter.compute()
+    assert res["S_boundary"] == pytest.approx((75 + 100) / 2)
+    assert res["S_boundary_no_gt_rule"] == pytest.approx(((50 + 50) / 2 + 100) / 2)
+    assert res["gt_rule_removed_fraction"] == pytest.approx(1 - 5 / 9)
+    assert res["boundary_pairs"] == 2 and res["boundary_sequences"] == 2
+    assert math.isnan(StabilityMeter().compute()["gt_rule_removed_fraction"])
+
+
+def test_state_round_trips_the_diagnostic_counts_and_refuses_version_1():
+    meter = StabilityMeter()
+    zero_flow_pair(meter, "x", 0, 16, 9)
+    state = meter.state_dict()
+    assert state["version"] == 2 and state["pairs"] == [["x", 0, 9, 16, 0, 0, 0, 0]]
+    assert StabilityMeter.from_state_dict(state).state_dict() == state
+    old = {**state, "version": 1, "pairs": [["x", 0, 9, 16, 0, 0]]}
+    with pytest.raises(ValueError, match="version 1 is not supported"):
+        StabilityMeter.from_state_dict(old)
+    with pytest.raises(ValueError, match="bad pair row"):
+        StabilityMeter.from_state_dict({**state, "pairs": [["x", 0, 9, 16, 0, 0]]})
 
 
 # =========================================================================== end to end
