@@ -99,6 +99,14 @@ def test_oracle_is_exactly_100(oracle: Path) -> None:
     assert results["metrics"]["boundary_tracked"] > 0
     for row in results["per_sequence"] + results["per_perturbation_severity"]:
         assert (row["S_global"], row["S_boundary"]) == (100.0, 100.0)
+    # the diagnostics: without the ground-truth rule even the ground truth flickers on the
+    # rounded edge line, and the rule removed that share of the band
+    m = results["metrics"]
+    assert 0 < m["gt_rule_removed_fraction"] < 0.1 and m["S_boundary_no_gt_rule"] < 100.0
+    assert m["boundary_tracked"] == round(m["boundary_tracked_no_gt_rule"] * (1 - m["gt_rule_removed_fraction"]))
+    assert (m["boundary_sequences"], m["boundary_pairs"]) == (6, 60)
+    for row in read_csv(oracle / "per_perturbation_severity.csv"):
+        assert (row["sequences"], row["boundary_sequences"], row["pairs"], row["boundary_pairs"]) == ("1", "1", "10", "10")
 
 
 def test_flicker_matches_its_flip_rate(flicker: Path, shapes_set: Path) -> None:
@@ -237,6 +245,8 @@ def test_shards_merge_to_exactly_the_single_run(work: Path, shapes_set: Path, fl
         assert got[key] == single[key], key
     assert (merged / "results.json").read_bytes() == (flicker / "results.json").read_bytes()
     assert (merged / "per_sequence.csv").read_bytes() == (flicker / "per_sequence.csv").read_bytes()
+    assert (merged / "per_perturbation_severity.csv").read_bytes() == (flicker / "per_perturbation_severity.csv").read_bytes()
+    assert got["metrics"]["gt_rule_removed_fraction"] > 0 and got["metrics"]["boundary_pairs"] == 60
     (row,) = read_csv(lb)
     assert row["model"] == results_of(flicker)["model"]["id"] and row["S_boundary"] == repr(single["metrics"]["S_boundary"])
 
