@@ -11,6 +11,7 @@ import click
 from stabbench.cli.evaluate import eval_cmd, merge
 from stabbench.cli.finetune import finetune
 from stabbench.cli.gate import gate, leaderboard_cmd
+from stabbench.cli.report import report_cmd
 from stabbench.cli.synth import export, info, synth
 
 
@@ -27,11 +28,12 @@ def main():
     stabbench merge        merge sharded eval results
     stabbench gate         fail (exit 1) when a result falls short of thresholds/baseline
     stabbench leaderboard  print a leaderboard CSV
+    stabbench report       one self-contained HTML page from results (leaderboard, plots, clips)
     stabbench finetune     fine-tune a model with the Coherent Loss (or train one from scratch)
     """
 
 
-for command in (synth, info, export, eval_cmd, merge, gate, leaderboard_cmd, finetune):
+for command in (synth, info, export, eval_cmd, merge, gate, leaderboard_cmd, finetune, report_cmd):
     main.add_command(command)
 
 __all__ = ["main"]

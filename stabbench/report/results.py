@@ -221,6 +221,11 @@ def load_results(path: Path) -> dict:
         raise DataError(path, "results file not found") from None
     except (OSError, ValueError) as exc:
         raise DataError(path, f"cannot read results ({exc})") from None
+    return check_results(path, results)
+
+
+def check_results(path: Path, results) -> dict:
+    """``results`` (the parsed JSON of ``path``) if it is a stabbench eval result; else DataError."""
     if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
         raise DataError(path, "not a stabbench results.json")
     sections = {"model": dict, "set": dict, "settings": dict, "metrics": dict, "state": dict}
