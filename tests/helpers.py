@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 from pathlib import Path
@@ -359,3 +360,44 @@ def make_row(model: str, s_global: float = 99.0, set_sha: str = "abc") -> dict:
         "stabbench_version": "0.1.0",
         "date": "2026-11-23T00:00:00+00:00",
     }
+
+
+# ----------------------------------------------------------------------------- visuals (report)
+
+
+def tiny_gif(frames: int = 3, size: int = 8) -> bytes:
+    """An animated GIF of ``frames`` gray levels."""
+    images = [Image.fromarray(np.full((size, size), 40 + 60 * k, np.uint8)) for k in range(frames)]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=100, loop=0)
+    return buf.getvalue()
+
+
+def tiny_png(size: int = 8) -> bytes:
+    heat = np.zeros((size, size, 3), np.uint8)
+    heat[size // 2:, :, 0] = 255
+    buf = io.BytesIO()
+    Image.fromarray(heat).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_visuals(result: Path, items: list[dict] | None = None, files: dict[str, bytes] | None = None) -> Path:
+    """``RESULT/visuals/visuals.json`` (shape of ``stabbench show``) with a clip, a heatmap and a
+    comparison clip of the result's least stable sequence, unless ``items`` are given."""
+    folder = result / "visuals"
+    folder.mkdir(exist_ok=True)
+    results = json.loads((result / "results.json").read_text())
+    row = min(results["per_sequence"], key=lambda r: r["S_boundary"])
+    files = {"clip.gif": tiny_gif(), "heat.png": tiny_png(), "clip_b.gif": tiny_gif(2)} if files is None else files
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    if items is None:
+        items = [{"sequence": row["sequence"], "perturbation": row["perturbation"], "severity": row["severity"],
+                  "S_global": row["S_global"], "S_boundary": row["S_boundary"], "clip_gif": "clip.gif",
+                  "clip_mp4": None, "heatmap": "heat.png",
+                  "compare": {"model_b": "builtin:oracle", "clip_gif": "clip_b.gif", "clip_mp4": None}}]
+    visuals = {"format_version": 1, "kind": "stabbench-visuals", "model": results["model"]["id"], "set": "small",
+               "items": items}
+    (folder / "visuals.json").write_text(json.dumps(visuals))
+    return folder / "visuals.json"
