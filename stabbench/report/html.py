@@ -38,7 +38,7 @@ table.sortable th{cursor:pointer}table.sortable th[aria-sort=ascending]::after{c
 table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
 .note{color:#666;font-style:italic}.gallery{display:flex;flex-wrap:wrap;gap:1em}
 figure{margin:0;border:1px solid #ddd;padding:.5em}figcaption{font-size:.85em}
-figure img{max-width:360px;display:block}img.plot{max-width:100%}code{font-size:.9em}
+figure img{width:320px;height:auto;display:block}img.plot{max-width:100%}code{font-size:.9em}
 svg.ci{vertical-align:middle}
 """.strip()
 

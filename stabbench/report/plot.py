@@ -106,6 +106,7 @@ def _figure(plt, rows: list[dict], title: str):
         ax.set_xticks(severities)
         ax.grid(True, alpha=0.3)
     axes[0].set_ylim(*y_limits(rows))
+    axes[1].tick_params(labelleft=True)  # sharey hides them: each panel reads on its own
     axes[0].axhline(100.0, color="0.6", linewidth=0.6, zorder=0)
     axes[1].axhline(100.0, color="0.6", linewidth=0.6, zorder=0)
     if rows:

@@ -271,3 +271,18 @@ def test_ground_truth_as_prediction_on_a_rendered_sequence():
     res = stab.compute()
     assert res["S_global"] > 99.0 and 90.0 < res["S_boundary"] <= 100.0
     assert res["S_global"] > res["S_boundary"]
+
+
+def test_ignore_pixels_count_in_s_global_where_the_ground_truth_agrees():
+    """An ignore pixel whose target is ignore too is tracked (stability compares predictions);
+    one whose target carries a label is removed by the ground-truth rule, like any disagreement."""
+    gt_t = np.zeros((4, 6), np.uint8)
+    gt_t[:, :2] = 255  # ignore in columns 0-1
+    gt_t1 = np.zeros((4, 6), np.uint8)
+    gt_t1[:, :2] = 255  # the ignore region did not move; the flow moves everything right by 1
+    flow, valid = const_flow(4, 6, dx=1.0)
+    pred = np.zeros((4, 6), np.uint8)
+    counts = StabilityMeter().update("s", 0, pred, pred, flow, valid, gt_t, gt_t1)
+    # column 0 -> 1: ignore to ignore, tracked; column 1 -> 2: ignore to 0, removed; columns 2-4 tracked
+    assert (counts.consistent, counts.tracked) == (16, 16)
+    assert reference_pair(pred, pred, 1, 0, valid, gt_t, gt_t1, np.zeros((4, 6), bool))[:2] == (16, 16)
