@@ -9,6 +9,9 @@ Cases (each one pass over every pair; time per pair = pass time / pairs):
 * ``target_indices`` and ``boundary_band`` (:mod:`stabbench.metrics.functional`), and
   ``pair_geometry`` (both: done once per pair, shared by every model on it);
 * ``pair_counts`` (the per-prediction part: S_global and S_boundary counts);
+* the same two as the eval runner calls them, with frame ``t+1``'s ground truth: the
+  ground-truth agreement rule in ``pair_geometry``, and in ``pair_counts`` the two
+  diagnostic counts of the band before that rule (``S_boundary_no_gt_rule``);
 * ``confusion_matrix`` (one frame);
 * ``total``: what a runner pays per pair for one model, through the classes:
   ``StabilityMeter.update`` (geometry + counts) + one ``ConfusionMeter.update``.
@@ -89,6 +92,7 @@ def make_pairs(masks: list[np.ndarray], perturbations: list[str], seed: int, num
                               "gt1": gts[t + 1], "p0": preds[t], "p1": preds[t + 1]})
     for p in pairs:
         p["geom"] = pair_geometry(p["flow"], p["valid"], p["gt"])
+        p["geom_rule"] = pair_geometry(p["flow"], p["valid"], p["gt"], gt_t1=p["gt1"])
     return pairs
 
 
@@ -119,6 +123,8 @@ def make_cases(pairs: list[dict]) -> dict:
         "boundary_band": each(lambda p: boundary_band(p["gt"])),
         "pair_geometry": each(lambda p: pair_geometry(p["flow"], p["valid"], p["gt"])),
         "pair_counts": each(lambda p: pair_counts(p["p0"], p["p1"], p["geom"])),
+        "pair_geometry + GT rule": each(lambda p: pair_geometry(p["flow"], p["valid"], p["gt"], gt_t1=p["gt1"])),
+        "pair_counts + GT-rule diagnostics": each(lambda p: pair_counts(p["p0"], p["p1"], p["geom_rule"])),
         "confusion_matrix": each(lambda p: confusion_matrix(p["p1"], p["gt1"], 2)),
         "total (StabilityMeter + ConfusionMeter update)": total,
     }
