@@ -183,8 +183,9 @@ def eval_section(index: int, entry: EvalInput, worst: int) -> str:
              f"{text(r['settings'].get('boundary_width'))}, definitions {text(r['settings'].get('definitions'))}</p>",
              headline_html(r["metrics"]), "<h3>Stability against severity</h3>",
              plot_html(r.get("per_perturbation_severity") or [], name), cells_html(r.get("per_perturbation_severity") or []),
-             f"<h3>The {worst} least stable sequences (S_boundary)</h3>",
-             worst_html(r.get("per_sequence") or [], worst, {item.sequence for item in entry.visuals}),
+             *([f"<h3>The {worst} least stable sequences (S_boundary)</h3>",
+                worst_html(r.get("per_sequence") or [], worst, {item.sequence for item in entry.visuals})]
+               if worst else []),
              "<h3>Clips and heatmaps</h3>", visuals_html(entry), "</section>"]
     return "\n".join(parts)
 

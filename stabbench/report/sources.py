@@ -173,15 +173,15 @@ def _visual_item(path: Path, index: int, item: dict, budget: Budget, out: Report
     files = {name: (item.get(name), kind) for name, kind in IMAGE_FIELDS.items()}
     if compare:
         files["compare"] = (compare.get("clip_gif"), "gif")
-    blobs = {name: _image_bytes(path, f"{where} {name}", rel, kind) for name, (rel, kind) in files.items()}
-    size = sum(len(b) for b, _ in blobs.values() if b is not None)
+    found = {name: _image_file(path, f"{where} {name}", rel, kind) for name, (rel, kind) in files.items()}
+    size = sum(file.stat().st_size for file, _ in found.values() if file is not None)
     note = ""
     if not budget.take(size):
         note = (f"images left out: embedding them ({size / 2**20:.1f} MiB) would pass the cap of "
                 f"{budget.limit / 2**20:.1f} MiB (--max-embed-mb)")
         out.notes.append(f"{path}: {where} ({item.get('sequence')}): {note}")
-        blobs = {name: (None, kind) for name, (_, kind) in blobs.items()}
-    uris = {name: _data_uri(data, kind) for name, (data, kind) in blobs.items()}
+        found = {name: (None, kind) for name, (_, kind) in found.items()}
+    uris = {name: _data_uri(None if file is None else file.read_bytes(), kind) for name, (file, kind) in found.items()}
     try:
         return VisualItem(
             sequence=str(item["sequence"]), perturbation=str(item.get("perturbation", "")),
@@ -202,15 +202,17 @@ def _number(value) -> float | None:
     return float(value)
 
 
-def _image_bytes(path: Path, where: str, rel, kind: str) -> tuple[bytes | None, str]:
-    """The bytes of ``rel`` (relative to ``path``'s folder), checked; ``(None, kind)`` when absent."""
+def _image_file(path: Path, where: str, rel, kind: str) -> tuple[Path | None, str]:
+    """``rel`` (relative to ``path``'s folder) resolved and its signature checked (its first
+    bytes only: the whole file is read only if it is embedded); ``(None, kind)`` when absent."""
     if rel is None:
         return None, kind
     file = inside_folder(path, where, rel)
-    data = file.read_bytes()
-    if not data.startswith(SIGNATURES[kind]):
+    with open(file, "rb") as handle:
+        head = handle.read(8)
+    if not head.startswith(SIGNATURES[kind]):
         raise DataError(path, f"{where}: {rel} is not a {kind.upper()} file")
-    return data, kind
+    return file, kind
 
 
 def inside_folder(path: Path, where: str, rel) -> Path:
