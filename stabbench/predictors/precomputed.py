@@ -62,6 +62,8 @@ def _mask_files(root: Path) -> list[Path]:
 def predictions_digest(root: str | Path) -> str:
     """sha256 over every mask file of ``root``: each file's relative path, then its sha256."""
     root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "folder of masks not found")
     digest = hashlib.sha256(b"stabbench-predictions/1\n")
     for path in _mask_files(root):
         digest.update(f"{path.relative_to(root).as_posix()}\n".encode())
