@@ -133,6 +133,25 @@ def read_annotations(root: Path, frames: np.ndarray, seq: VideoSequence) -> np.n
     return reader.predict(frames)
 
 
+def measure_pair(vid: str, t: int, frames: np.ndarray, labels: dict[str, np.ndarray], reference: str,
+                 settings: Settings, meters: dict[str, StabilityMeter], cache: FlowCache | None = None) -> list[int]:
+    """Count the pair ``(t, t+1)`` of one video for every model of ``meters`` (the per-pair cost
+    that ``benchmarks/bench_video.py`` measures); its coverage row
+    ``[t, pixels, fb_valid, tracked, band, band_tracked]``.
+
+    ``frames``: ``(N, H, W, 3)`` uint8; ``labels``: model name -> ``(N, H, W)`` labels, the
+    reference's included. Without a ``cache`` the flow is computed here.
+    """
+    pair = cache.get_or_compute(frames[t], frames[t + 1], settings.flow) if cache is not None else \
+        bidirectional_flow(frames[t], frames[t + 1], settings.flow)
+    tracks, stats = real_tracks(pair, settings.criterion)
+    band = boundary_band(labels[reference][t], settings.band_width, IGNORE_LABEL)
+    geometry = PairGeometry(tracks, band, tracks.tracked & band, settings.band_width, IGNORE_LABEL)
+    for name, meter in meters.items():
+        meter.update_prepared(vid, t, labels[name][t], labels[name][t + 1], geometry)
+    return [t, stats.pixels, stats.fb_valid, stats.tracked, int(np.count_nonzero(band)), geometry.num_band_tracked]
+
+
 def measure_video(video: VideoSource, models: dict[str, Any], reference: str, annotations: Path | None,
                   settings: Settings, state: RealVideoState, cache: FlowCache | None,
                   batch_size: int | None = None) -> None:
@@ -148,18 +167,9 @@ def measure_video(video: VideoSource, models: dict[str, Any], reference: str, an
     labels = {name: predict_video(name, loaded, frames, seq, batch_size) for name, loaded in models.items()}
     if reference == ANNOTATIONS:
         labels[ANNOTATIONS] = seq.annotations
-    ref = labels[reference]
     rows = state.coverage.setdefault(vid, [])
     for t in range(len(frames) - 1):
-        pair = cache.get_or_compute(frames[t], frames[t + 1], settings.flow) if cache is not None else \
-            bidirectional_flow(frames[t], frames[t + 1], settings.flow)
-        tracks, stats = real_tracks(pair, settings.criterion)
-        band = boundary_band(ref[t], settings.band_width, IGNORE_LABEL)
-        geometry = PairGeometry(tracks, band, tracks.tracked & band, settings.band_width, IGNORE_LABEL)
-        for name, meter in state.meters.items():
-            meter.update_prepared(vid, t, labels[name][t], labels[name][t + 1], geometry)
-        rows.append([t, stats.pixels, stats.fb_valid, stats.tracked, int(np.count_nonzero(band)),
-                     geometry.num_band_tracked])
+        rows.append(measure_pair(vid, t, frames, labels, reference, settings, state.meters, cache))
     state.frames[vid] = len(frames)
     state.checksums[vid] = video_checksum(video)
 
@@ -179,5 +189,5 @@ def measure(videos: list[VideoSource], models: dict[str, Any], reference: str, a
     return state
 
 
-__all__ = ["ANNOTATIONS", "RealVideoState", "Settings", "VideoSequence", "measure", "measure_video", "read_frames",
+__all__ = ["ANNOTATIONS", "RealVideoState", "Settings", "VideoSequence", "measure", "measure_pair", "measure_video", "read_frames",
            "video_id"]
