@@ -17,9 +17,10 @@ to 1 (DAVIS-2017 object ids, or DAVIS-2016's 0/255 masks, against a binary set).
 Checks, each a :class:`~stabbench.errors.DataError` (exit 3) naming the file: the sequence
 folder or a frame's mask is missing; the folder holds a ``.png`` that is no frame of the
 sequence (extra); a mask cannot be decoded, is not 8-bit gray or palette, or is not the size
-of the frames. Loading reads PNG files only (never code) and only inside ``DIR``: a sequence id
-that would leave it (``..``, a path separator) is refused, and so is a mask that is a link to
-a file outside it.
+of the frames. Loading reads PNG files only (never code, decompression bombs refused) and only
+inside ``DIR``: a sequence id that would leave it (``..``, a path separator) is refused, and
+so is a mask that is a link to a file outside its sequence folder (a sequence folder may itself
+be a link, e.g. to a dataset's sequence).
 
 Identity: ``model_sha256`` is :func:`predictions_digest`, a sha256 over every mask file of
 ``DIR`` (relative path and content), so the same predictions are recognised on the
@@ -71,12 +72,14 @@ def predictions_digest(root: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_mask(path: Path, root: Path | None = None) -> np.ndarray:
-    """One mask PNG as ``(H, W)`` uint8 values (gray) or palette indices; DataError otherwise."""
+def read_mask(path: Path, folder: Path | None = None) -> np.ndarray:
+    """One mask PNG as ``(H, W)`` uint8 values (gray) or palette indices; DataError otherwise.
+
+    ``folder``: the mask must resolve to a file inside it (a link out of it is refused)."""
     from PIL import Image, UnidentifiedImageError
 
-    if root is not None and not _inside(path, root):
-        raise DataError(path, f"mask resolves outside the predictions folder {root}; refused")
+    if folder is not None and not _inside(path, folder):
+        raise DataError(path, f"mask is a link to a file outside its folder {folder}; refused")
     if not path.is_file():
         raise DataError(path, "mask file not found")
     try:
@@ -86,7 +89,7 @@ def read_mask(path: Path, root: Path | None = None) -> np.ndarray:
             if image.mode not in ("L", "P"):
                 raise DataError(path, f"mask must be 8-bit gray (L) or palette (P) PNG, found mode {image.mode}")
             return np.array(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(path, f"cannot decode mask PNG ({type(exc).__name__}: {exc})") from None
 
 
@@ -148,7 +151,7 @@ class PrecomputedPredictor:
             raise DataError(self.root, f"frame {t0 + len(frames) - 1} requested, the sequence has {len(self._paths)}")
         out = np.empty((len(frames), height, width), np.uint8)
         for i, path in enumerate(self._paths[t0 : t0 + len(frames)]):
-            mask = read_mask(path, self.root)
+            mask = read_mask(path, path.parent)
             if mask.shape != (height, width):
                 raise DataError(path, f"mask is {mask.shape[1]}x{mask.shape[0]}, the frames are {width}x{height}")
             out[i] = apply_map(mask, self.mapping)

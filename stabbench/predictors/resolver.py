@@ -88,7 +88,7 @@ def parse_model_ref(text: str) -> ModelRef:
         return ModelRef("entry", text)
     raise UsageError(
         f"--model {text!r} is not an existing model file ({', '.join(MODEL_SUFFIXES)}), "
-        "a Python entry 'package.module:factory', 'builtin:NAME' or 'arch:NAME'"
+        "a Python entry 'package.module:factory', 'builtin:NAME', 'arch:NAME' or 'predictions:DIR'"
     )
 
 

@@ -153,3 +153,21 @@ def test_frame_names_of_a_real_video_and_digest_tracks_content(tmp_path: Path) -
     before = predictions_digest(tmp_path)
     Image.fromarray(np.full((4, 4), 2, np.uint8), mode="L").save(folder / "f2.png")
     assert predictions_digest(tmp_path) != before
+
+
+def test_a_mask_linking_out_of_its_folder_is_refused_a_linked_sequence_folder_is_not(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.fromarray(np.ones((4, 4), np.uint8), mode="L").save(outside / "secret.png")
+    (tmp_path / "real" / "clip").mkdir(parents=True)
+    Image.fromarray(np.ones((4, 4), np.uint8), mode="L").save(tmp_path / "real" / "clip" / "00000.png")
+    (tmp_path / "preds").mkdir()
+    (tmp_path / "preds" / "clip").symlink_to(tmp_path / "real" / "clip", target_is_directory=True)
+    seq = type("Seq", (), {"id": "clip", "num_frames": 2})()
+    frames = np.zeros((1, 4, 4, 3), np.uint8)
+    pred = PrecomputedPredictor(tmp_path / "preds")
+    (tmp_path / "real" / "clip" / "00001.png").symlink_to(outside / "secret.png")
+    pred.begin_sequence(seq)
+    assert pred.predict(frames)[0].sum() == 16  # frame 0 through the linked sequence folder
+    with pytest.raises(DataError, match="00001.png: mask is a link to a file outside its folder"):
+        pred.predict(frames)
