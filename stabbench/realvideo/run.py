@@ -24,6 +24,7 @@ import numpy as np
 from stabbench.conventions import BAND_WIDTH, IGNORE_LABEL
 from stabbench.errors import DataError, ModelError
 from stabbench.flow import FlowCache, FlowParams, FrameFolder, VideoSource, bidirectional_flow
+from stabbench.flow.dis import MIN_SIDE
 from stabbench.metrics import StabilityMeter
 from stabbench.metrics.functional import PairGeometry, boundary_band
 from stabbench.predictors.precomputed import PrecomputedPredictor, mask_name
@@ -68,6 +69,9 @@ def read_frames(video: VideoSource) -> np.ndarray:
     if video.num_frames < 2:
         raise DataError(video.path, f"{video.num_frames} frame(s): a video needs at least 2")
     first = video.read_frame(0)
+    if min(first.shape[:2]) < MIN_SIDE:
+        raise DataError(video.frame_path(0), f"frames of {first.shape[1]}x{first.shape[0]} px: optical flow needs at "
+                                             f"least {MIN_SIDE}x{MIN_SIDE}")
     frames = np.empty((video.num_frames, *first.shape), np.uint8)
     frames[0] = first
     for i in range(1, video.num_frames):

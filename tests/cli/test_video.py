@@ -71,3 +71,29 @@ def test_usage_errors(davis_sample: Path, tmp_path: Path) -> None:
     assert "exactly one" in fails(cli(*base, "--annotations", tmp_path, "--reference", "builtin:oracle"), 2)
     line = fails(cli(*base, "--annotations", tmp_path / "empty-ann", "--flow-cache", tmp_path / "fc"), 3)
     assert "empty-ann" in line
+
+
+def test_reference_model_and_a_constant_model(camel, davis_sample: Path) -> None:
+    """Against OSVOS as the reference (band on its edges), a constant prediction is trivially more stable."""
+    work, _ = camel
+    osvos = f"predictions:{davis_sample / 'Predictions/osvos-davis2017/480p'},map=foreground"
+    ok(cli("video", "-q", "--model", "builtin:constant", "--reference", osvos, "--videos",
+           davis_sample / "JPEGImages/480p" / SEQ, "--flow-cache", work / "flow-cache", "--bootstrap", "200",
+           "--no-leaderboard", "--out", work / "ref"))
+    results = results_of(work / "ref")
+    assert results["reference"]["kind"] == "model" and results["reference"]["name"].startswith("predictions:")
+    const = results["metrics"]["builtin:constant,class=0"]
+    assert const["S_global"] == const["S_boundary"] == 100.0
+    assert const["S_boundary_verdict"] == "more stable" and const["dS_boundary_lo"] > 0
+
+
+def test_frames_too_small_for_flow(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for k in range(2):
+        (tmp_path / "v" / "clip").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (10, 8)).save(tmp_path / "v" / "clip" / f"{k:05d}.png")
+    line = fails(cli("video", "-q", "--model", "builtin:constant", "--reference", "builtin:constant,class=1",
+                     "--videos", tmp_path / "v", "--out", tmp_path / "o", "--no-leaderboard",
+                     "--flow-cache", tmp_path / "fc"), 3)
+    assert "00000.png" in line and "at least 12x12" in line
