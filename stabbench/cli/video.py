@@ -66,7 +66,15 @@ def video_cmd(models, videos, annotations, reference_model, out, flow_preset, fl
     from stabbench.flow import FlowCache, FlowParams, list_videos
     from stabbench.predictors import load_predictor
     from stabbench.realvideo import ANNOTATIONS, MotionBoundary, Settings, measure
-    from stabbench.realvideo.results import build_results, leaderboard_rows, write_outputs
+    from stabbench.realvideo.results import (
+        PROTOCOL_VERSION,
+        build_results,
+        leaderboard_rows,
+        measurement_digest,
+        settings_dict,
+        write_outputs,
+    )
+    from stabbench.realvideo.run import video_checksum, video_id
     from stabbench.report.leaderboard import has_row, upsert_row
 
     if (annotations is None) == (reference_model is None):
@@ -85,18 +93,22 @@ def video_cmd(models, videos, annotations, reference_model, out, flow_preset, fl
     reference = _reference(annotations, names.get(reference_model), by_name)
     settings = Settings(FlowParams(flow_preset), None if no_motion_boundary else MotionBoundary(), boundary_width)
     sources = list_videos(videos)
+    board = None if no_leaderboard else Path(leaderboard)
+    if board is not None and not replace:  # refused before the long measurement
+        digest = measurement_digest({video_id(v): video_checksum(v) for v in sources}, reference,
+                                    settings_dict(settings, seed, resamples))
+        for name in [*by_name, *([ANNOTATIONS] if annotations is not None else [])]:
+            probe = {"model": name, "set_sha256": digest, "protocol_version": PROTOCOL_VERSION,
+                     "boundary_width": boundary_width}
+            if has_row(board, probe):
+                raise OutputConflictError(f"{board}: already has a row for model {name} on this measurement; "
+                                          "pass --replace to replace it")
     with progress_bar("video", "videos", quiet=quiet) as bar:
         state = measure(sources, by_name, reference["name"], None if annotations is None else Path(annotations),
                         settings, FlowCache(flow_cache), batch_size, counter(bar, "video"))
     results = build_results(state, {n: m.info for n, m in by_name.items()}, reference, settings, list(videos), seed,
                             resamples)
     rows = leaderboard_rows(results)
-    board = None if no_leaderboard else Path(leaderboard)
-    if board is not None and not replace:
-        for row in rows:
-            if has_row(board, row):
-                raise OutputConflictError(f"{board}: already has a row for model {row['model']} on this measurement; "
-                                          "pass --replace to replace it")
     write_outputs(out_dir, results, overwrite=overwrite)
     print_comparison(results)
     if board is not None:

@@ -52,9 +52,10 @@ def settings_dict(settings: Settings, seed: int, resamples: int) -> dict:
     }
 
 
-def measurement_digest(state: RealVideoState, reference: dict, settings: dict) -> str:
-    """sha256 over the videos' checksums, the reference's identity and the settings."""
-    payload = {"videos": state.checksums, "reference": [reference.get("id"), reference.get("sha256")],
+def measurement_digest(checksums: dict[str, str], reference: dict, settings: dict) -> str:
+    """sha256 over the videos' checksums (video id -> sha256), the reference's identity and the
+    settings (:func:`settings_dict`; the bootstrap's are left out: they change no count)."""
+    payload = {"videos": checksums, "reference": [reference.get("id"), reference.get("sha256")],
                "settings": {k: v for k, v in settings.items() if k != "bootstrap"}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -120,7 +121,7 @@ def build_results(state: RealVideoState, models: dict[str, dict], reference: dic
         "kind": REAL_VIDEO,
         "stabbench_version": __version__,
         "versions": versions(),
-        "set": {"path": ", ".join(videos_arg), "sha256": measurement_digest(state, reference, chosen),
+        "set": {"path": ", ".join(videos_arg), "sha256": measurement_digest(state.checksums, reference, chosen),
                 "dataset": REAL_VIDEO, "protocol": REAL_VIDEO, "protocol_version": PROTOCOL_VERSION,
                 "videos": {vid: {"frames": state.frames[vid], "sha256": state.checksums[vid]} for vid in sorted(state.frames)}},
         "settings": chosen,
@@ -144,6 +145,13 @@ def write_outputs(out: Path, results: dict, overwrite: bool = False) -> None:
     publish_folder(out, fill, overwrite)
 
 
+def _model_sha256(results: dict, name: str) -> str:
+    """The model's file checksum; for the annotations, the digest of their masks."""
+    if name in results["model"]:
+        return results["model"][name].get("sha256") or ""
+    return results["reference"].get("sha256") or ""
+
+
 def leaderboard_rows(results: dict) -> list[dict]:
     """One leaderboard row per model (reference included), marked as real video."""
     rows = []
@@ -153,7 +161,7 @@ def leaderboard_rows(results: dict) -> list[dict]:
             "model": row["model"],
             "model_id": info.get("id", row["model"]),
             "model_format": info.get("format", "annotations"),
-            "model_sha256": info.get("sha256") or (results["reference"].get("sha256") if row["model"] == results["reference"]["name"] else "") or "",
+            "model_sha256": _model_sha256(results, row["model"]),
             "preprocess": json.dumps(info.get("preprocess", {}), sort_keys=True),
             "dataset": REAL_VIDEO,
             "set": Path(results["set"]["path"].split(", ")[0]).name,
@@ -178,4 +186,5 @@ def leaderboard_rows(results: dict) -> list[dict]:
     return rows
 
 
-__all__ = ["PROTOCOL_VERSION", "build_results", "leaderboard_rows", "measurement_digest", "write_outputs"]
+__all__ = ["PROTOCOL_VERSION", "build_results", "leaderboard_rows", "measurement_digest", "settings_dict",
+           "write_outputs"]

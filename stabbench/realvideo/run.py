@@ -194,4 +194,4 @@ def measure(videos: list[VideoSource], models: dict[str, Any], reference: str, a
 
 
 __all__ = ["ANNOTATIONS", "RealVideoState", "Settings", "VideoSequence", "measure", "measure_pair", "measure_video", "read_frames",
-           "video_id"]
+           "video_checksum", "video_id"]

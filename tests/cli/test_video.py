@@ -48,6 +48,8 @@ def test_same_command_same_bytes_and_cache_reused(camel) -> None:
     assert (work / "again" / "results.json").read_bytes() == (work / "out" / "results.json").read_bytes()
     line = fails(cli(*args, "--out", work / "out", "--no-leaderboard"), 4)
     assert "already exists" in line
+    line = fails(cli(*args, "--out", work / "third"), 4)  # same rows on the leaderboard: refused before measuring
+    assert "already has a row for model" in line and not (work / "third").exists()
 
 
 def test_gate_refuses_real_video_against_synthetic(camel, small_set: Path, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from stabbench.predictors import load_predictor
 from stabbench.realvideo import ANNOTATIONS, Settings, measure
 from stabbench.realvideo.results import build_results
 
-H, W, N = 8, 10, 3
+H, W, N = 12, 12, 3  # DIS needs 12x12 (the flow here is a stand-in, the size check is not)
 #: Pixels (row, column) of frame 1 that the model labels wrongly (it is right everywhere else).
 FLIPS = [(2, 4), (5, 8), (0, 1), (7, 5)]
 
@@ -61,20 +61,20 @@ def test_counts_by_hand(tiny: Path) -> None:
     model = load_predictor(f"predictions:{tiny / 'pred'}")
     state = measure(list_videos(tiny / "frames"), {"m": model}, ANNOTATIONS, tiny / "ann", Settings(band_width=3),
                     cache=KnownFlow())
-    # tracked: columns 0..8 of 8 rows = 72 px per pair. Band (width 3) around the annotation's
-    # edges (columns 3+t and 6+t, the object's inner contour): columns 2..4 and 5..7 (+t): 48 px.
+    # tracked: columns 0..10 of 12 rows = 132 px per pair. Band (width 3) around the annotation's
+    # edges (columns 3+t and 6+t, the object's inner contour): columns 2..4 and 5..7 (+t): 72 px.
     # Pair (0,1): each flip at (y, x) of frame 1 breaks the source pixel (y, x-1): all 4 are
     # tracked, (0, 0) is outside the band. Pair (1,2): the flipped pixels are the sources: all 4
-    # tracked, (0, 1) outside the band [3, 8]. Hence 68/72 and 45/48 for both pairs.
-    assert [p[2:] for p in state.meters["m"].pairs] == [(68, 72, 45, 48)] * 2
-    assert [p[2:] for p in state.meters[ANNOTATIONS].pairs] == [(72, 72, 48, 48)] * 2
-    assert state.coverage["clip"] == [[0, 80, 72, 72, 48, 48], [1, 80, 72, 72, 48, 48]]
+    # tracked, (0, 1) outside the band [3, 8]. Hence 128/132 and 69/72 for both pairs.
+    assert [p[2:] for p in state.meters["m"].pairs] == [(128, 132, 69, 72)] * 2
+    assert [p[2:] for p in state.meters[ANNOTATIONS].pairs] == [(132, 132, 72, 72)] * 2
+    assert state.coverage["clip"] == [[0, 144, 132, 132, 72, 72], [1, 144, 132, 132, 72, 72]]
     results = build_results(state, {"m": model.info}, {"name": ANNOTATIONS, "id": "annotations:ann", "sha256": "x"},
                             Settings(band_width=3), [str(tiny / "frames")], seed=0, resamples=200)
     (row,) = [r for r in results["overall"] if r["model"] == "m"]
-    assert row["S_global"] == pytest.approx(100 * 68 / 72) and row["S_boundary"] == pytest.approx(100 * 45 / 48)
-    assert row["dS_boundary"] == pytest.approx(100 * 45 / 48 - 100)
-    assert row["coverage_pct"] == pytest.approx(90.0) and row["S_boundary_verdict"] == "less stable"
+    assert row["S_global"] == pytest.approx(100 * 128 / 132) and row["S_boundary"] == pytest.approx(100 * 69 / 72)
+    assert row["dS_boundary"] == pytest.approx(100 * 69 / 72 - 100)
+    assert row["coverage_pct"] == pytest.approx(100 * 132 / 144) and row["S_boundary_verdict"] == "less stable"
     assert results["kind"] == "real-video" and results["set"]["videos"]["clip"]["frames"] == N
 
 
@@ -83,7 +83,7 @@ def test_band_follows_a_reference_model(tiny: Path) -> None:
     model = load_predictor(f"predictions:{tiny / 'pred'}")
     state = measure(list_videos(tiny / "frames"), {"m": model}, "m", None, Settings(band_width=3), cache=KnownFlow())
     assert set(state.meters) == {"m"}
-    assert [p.tracked for p in state.meters["m"].pairs] == [72, 72]
+    assert [p.tracked for p in state.meters["m"].pairs] == [132, 132]
 
 
 def test_missing_annotation_is_a_data_error(tiny: Path) -> None:
