@@ -13,6 +13,7 @@ from stabbench.cli.finetune import finetune
 from stabbench.cli.gate import gate, leaderboard_cmd
 from stabbench.cli.report import report_cmd
 from stabbench.cli.synth import export, info, synth
+from stabbench.cli.video import video_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -30,10 +31,11 @@ def main():
     stabbench leaderboard  print a leaderboard CSV
     stabbench report       one self-contained HTML page from results (leaderboard, plots, clips)
     stabbench finetune     fine-tune a model with the Coherent Loss (or train one from scratch)
+    stabbench video        compare models' stability on real video with a reference
     """
 
 
-for command in (synth, info, export, eval_cmd, merge, gate, leaderboard_cmd, finetune, report_cmd):
+for command in (synth, info, export, eval_cmd, merge, gate, leaderboard_cmd, finetune, video_cmd, report_cmd):
     main.add_command(command)
 
 __all__ = ["main"]

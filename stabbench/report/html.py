@@ -33,7 +33,7 @@ CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.25em;border-bottom:1px solid #ccc;margin-top:2em}h3{font-size:1.05em}
 table{border-collapse:collapse;margin:.5em 0 1em}th,td{border:1px solid #ccc;padding:.2em .5em;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f2f2f2}
+td{overflow-wrap:anywhere}td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f2f2f2}
 table.sortable th{cursor:pointer}table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}
 table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
 .note{color:#666;font-style:italic}.gallery{display:flex;flex-wrap:wrap;gap:1em}
@@ -150,11 +150,13 @@ def leaderboard_html(rows: list[tuple[str, dict]]) -> str:
 
 
 def protocol_text(protocol, version) -> str:
-    """``paper v1`` from a protocol name and version (``"v1"`` or ``1``)."""
-    version = "" if version in (None, "") else str(version)
-    if version and not version.startswith("v"):
+    """``paper v1`` from a protocol name and version (``"v1"``, ``1`` or ``"real-video/1"``)."""
+    version, protocol = ("" if version in (None, "") else str(version)), str(protocol or "")
+    if version.isdigit():
         version = f"v{version}"
-    return f"{protocol or ''} {version}".strip()
+    if protocol and version.startswith(f"{protocol}/"):  # real-video/1: the name is in the version
+        return version
+    return f"{protocol} {version}".strip()
 
 
 def _leaderboard_tr(source: str, row: dict) -> str:
@@ -261,12 +263,63 @@ def _fmt(value) -> str:
 # ----------------------------------------------------------------------------- real video
 
 
+REAL_VIDEO_METRICS = ("S_global", "S_boundary")
+
+
+def video_rows(entry: VideoInput) -> list[dict]:
+    """The leaderboard rows of a real-video result (``stabbench video``): one per model, overall."""
+    r, rows = entry.results, []
+    dset = r.get("set") if isinstance(r.get("set"), dict) else {}
+    for row in r.get("overall") or []:
+        rows.append({"model": row.get("model"), "set": "real video", "set_sha256": dset.get("sha256", ""),
+                     "protocol": dset.get("protocol", "real-video"), "protocol_version": dset.get("protocol_version"),
+                     "dataset": dset.get("dataset", "real-video"), "sequences": row.get("videos"),
+                     "S_global": row.get("S_global"), "S_boundary": row.get("S_boundary"),
+                     "definitions": (r.get("settings") or {}).get("definitions", "")})
+    return rows
+
+
 def video_section(entry: VideoInput) -> str:
+    """A real-video result: its ``overall`` and ``per_video`` rows (``stabbench video``), each model's
+    S, coverage and paired difference to the reference with its 95 % interval and verdict; a
+    result of another shape is rendered from a ``comparisons`` list, or skipped with a note."""
+    r = entry.results
+    if isinstance(r.get("overall"), list) and isinstance(r.get("per_video"), list):
+        reference = (r.get("reference") or {}).get("name", "")
+        return "\n".join([
+            f"<h2>Real video: {text(entry.label)}</h2>",
+            f"<p>reference <code>{text(reference)}</code>; differences are model - reference in points, "
+            "with their 95 % bootstrap interval; a verdict only where it excludes 0.</p>",
+            "<h3>Over all videos</h3>", paired_table(r["overall"], ["model"], "videos"),
+            "<h3>Per video</h3>", paired_table(r["per_video"], ["video", "model"], "pairs"),
+        ])
+    return generic_video_section(entry)
+
+
+def paired_table(rows: list[dict], keys: list[str], count: str) -> str:
+    headers = [*keys]
+    for metric in REAL_VIDEO_METRICS:
+        headers += [metric, f"d{metric}", "95 % interval", "", "verdict"]
+    headers += ["coverage (%)", count]
+    body = []
+    for row in rows:
+        cells = [cell(row.get(k)) for k in keys]
+        for metric in REAL_VIDEO_METRICS:
+            lo, hi = row.get(f"d{metric}_lo"), row.get(f"d{metric}_hi")
+            interval = "n/a" if number(lo) is None or number(hi) is None else f"[{number(lo):.2f}, {number(hi):.2f}]"
+            cells += [num_cell(row.get(metric)), num_cell(row.get(f"d{metric}")), cell(interval),
+                      f"<td>{interval_svg(lo, hi)}</td>", cell(row.get(f"{metric}_verdict"))]
+        cells += [num_cell(row.get("coverage_pct")), num_cell(row.get(count), 0)]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return table(headers, body, sortable=True, cls="video")
+
+
+def generic_video_section(entry: VideoInput) -> str:
     r = entry.results
     title = f"<h2>Real video: {text(entry.label)}</h2>"
     comparisons = r.get("comparisons")
     if not isinstance(comparisons, list) or not comparisons or not all(isinstance(c, dict) for c in comparisons):
-        return title + note("this real-video result has no comparisons list: skipped")
+        return title + note("this real-video result has neither overall/per_video rows nor a comparisons list: skipped")
     rows = [_flatten(c) for c in comparisons]
     columns = [c for c in VIDEO_COLUMNS if any(c in row for row in rows)]
     columns += sorted({k for row in rows for k in row} - set(columns))
@@ -320,7 +373,9 @@ def render_page(inputs: ReportInputs, worst: int = 5) -> str:
     """The whole page (str); deterministic for the same inputs."""
     from stabbench import __version__
 
-    board = [(e.label, checked(e.label, eval_row, e)) for e in inputs.evals] + list(inputs.leaderboard_rows)
+    board = [(e.label, checked(e.label, eval_row, e)) for e in inputs.evals]
+    board += [(v.label, row) for v in inputs.videos for row in checked(v.label, video_rows, v)]
+    board += list(inputs.leaderboard_rows)
     body = [
         "<h1>stabbench report</h1>",
         f"<p>stabbench {text(__version__)}; {len(inputs.evals)} eval result(s), {len(inputs.videos)} real-video "

@@ -36,6 +36,8 @@ METRIC_COUNTS = ("S_global_pooled", "S_boundary_pooled", "sequences", "pairs", "
 #: What the ground-truth agreement rule does to S_boundary (diagnostics; S_boundary keeps the rule):
 #: S_boundary computed without it, and the share (0-1) of the band's tracked pixels it removed.
 GT_RULE_DIAGNOSTICS = ("S_boundary_no_gt_rule", "boundary_tracked_no_gt_rule", "gt_rule_removed_fraction")
+#: ``kind`` of a result: an eval on a synthetic set (absent in results written before real video) or real video.
+SYNTHETIC, REAL_VIDEO = "synthetic", "real-video"
 
 
 def set_info(dataset) -> dict:
@@ -146,11 +148,16 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 
 def write_outputs(out: Path, results: dict, overwrite: bool = False, plot: bool = True) -> list[Path]:
-    """Write the folder atomically: built beside ``out`` (``.OUT.tmp-PID``), every file fsync-ed,
-    then renamed into place while holding a lock on the parent folder. An existing ``out`` is
-    replaced only with ``overwrite`` (else :class:`OutputConflictError`). On any failure the
-    temporary folder is removed and ``out`` is untouched; stale temporaries of dead runs are
-    removed too."""
+    """Write the eval folder atomically (see :func:`publish_folder`)."""
+    return publish_folder(out, lambda folder: _write_files(folder, results, plot), overwrite)
+
+
+def publish_folder(out: Path, fill, overwrite: bool = False) -> list[Path]:
+    """Publish a results folder atomically: ``fill(folder)`` writes the files into a folder built
+    beside ``out`` (``.OUT.tmp-PID``, every file fsync-ed), then renamed into place while holding
+    a lock on the parent folder. An existing ``out`` is replaced only with ``overwrite`` (else
+    :class:`OutputConflictError`). On any failure the temporary folder is removed and ``out`` is
+    untouched; stale temporaries of dead runs are removed too."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with locked_dir(out.parent):
@@ -162,7 +169,7 @@ def write_outputs(out: Path, results: dict, overwrite: bool = False, plot: bool 
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir()
-            _write_files(tmp, results, plot)
+            fill(tmp)
             if out.exists():
                 old = out.with_name(f".{out.name}.old-{os.getpid()}")
                 out.rename(old)
@@ -228,6 +235,8 @@ def check_results(path: Path, results) -> dict:
     """``results`` (the parsed JSON of ``path``) if it is a stabbench eval result; else DataError."""
     if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
         raise DataError(path, "not a stabbench results.json")
+    if results.get("kind", SYNTHETIC) != SYNTHETIC:
+        raise DataError(path, f"a {results.get('kind')} result, not a synthetic-set eval result (it cannot be merged)")
     sections = {"model": dict, "set": dict, "settings": dict, "metrics": dict, "state": dict}
     bad = [k for k, kind in sections.items() if not isinstance(results.get(k), kind)]
     if bad:

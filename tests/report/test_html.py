@@ -189,7 +189,7 @@ def test_real_video_comparisons_render_with_intervals(tmp_path: Path) -> None:
     assert table[1][:3] == ["cl.pt2", "<clip 1>", "base.pt2"] and table[2][-3:-1] == ["no difference", "120.00"]
     assert sum(1 for t, _ in parsed.tags if t == "svg") == 2
     page = page_of(video, empty)
-    assert "this real-video result has no comparisons list: skipped" in page
+    assert "this real-video result has neither overall/per_video rows nor a comparisons list: skipped" in page
 
 
 def test_interval_svg_places_the_interval_against_zero() -> None:

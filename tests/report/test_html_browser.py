@@ -10,6 +10,7 @@ each one is a ``CONSOLE`` line; the page itself logs nothing, so any such line i
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -92,9 +93,13 @@ def report_page(flicker_result: Path, tmp_path: Path) -> Path:
     result.mkdir()
     shutil.copy(flicker_result / "results.json", result / "results.json")
     write_visuals(result)
-    video = tmp_path / "video.json"
-    video.write_text('{"kind": "real-video", "comparisons": [{"model": "a", "video": "v", "S_boundary": 95.0, '
-                     '"ci_low": -0.5, "ci_high": 1.5, "verdict": "no difference"}]}')
+    video = tmp_path / "video.json"  # the shape of stabbench video's results.json (the fields the page shows)
+    row = {"model": "osvos", "reference": "annotations", "S_global": 98.1, "S_boundary": 90.2, "coverage_pct": 80.5,
+           "dS_global": -1.2, "dS_global_lo": -2.0, "dS_global_hi": -0.4, "S_global_verdict": "less stable",
+           "dS_boundary": 0.3, "dS_boundary_lo": -0.5, "dS_boundary_hi": 1.1, "S_boundary_verdict": "no clear difference"}
+    video.write_text(json.dumps({"kind": "real-video", "reference": {"name": "annotations"},
+                                 "set": {"sha256": "ab" * 32, "protocol": "real-video", "protocol_version": "real-video/1"},
+                                 "overall": [{**row, "videos": 1}], "per_video": [{**row, "video": "camel", "pairs": 14}]}))
     page = tmp_path / "report" / "index.html"
     page.parent.mkdir()
     page.write_text(render_page(read_inputs([str(result), str(video)], [], 64 << 20)))
@@ -108,8 +113,9 @@ def test_page_renders_in_chromium(browser: str, report_page: Path, tmp_path: Pat
     # 1 plot + clip + heatmap + comparison clip, all decoded (complete and naturalWidth > 0)
     assert dom.images == 4 and dom.body.get("data-images") == "ok 4", dom.body
     board = [row for row in dom.tables["sortable leaderboard"] if row]
-    assert len(board) == 1 and board[0][0] == "builtin:flicker,band=15,rate=0.1,seed=0"
-    assert len([row for row in dom.tables["sortable video"] if row]) == 1
+    assert [r[0] for r in board] == ["osvos", "builtin:flicker,band=15,rate=0.1,seed=0"]  # by S_boundary
+    video = [row for row in dom.tables["sortable video"] if row]  # overall + per video
+    assert [r[0] for r in video] == ["osvos", "camel"] and "[-2.00, -0.40]" in video[0]
     shot = tmp_path / "report.png"
     run_browser(browser, tmp_path, report_page, f"--screenshot={shot}", "--window-size=1280,2000", "--hide-scrollbars")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
