@@ -17,12 +17,12 @@ from pathlib import Path, PurePosixPath
 
 from stabbench.errors import DataError
 from stabbench.fileio import sha256_bytes
+from stabbench.report.results import REAL_VIDEO, check_results
 
 VISUALS_FOLDER = "visuals"
 VISUALS_FILE = "visuals.json"
 VISUALS_KIND = "stabbench-visuals"
 VISUALS_FORMAT_VERSION = 1
-REAL_VIDEO_KIND = "real-video"
 #: The embedded images' signatures, per field of a visuals item.
 SIGNATURES = {"gif": (b"GIF87a", b"GIF89a"), "png": (b"\x89PNG\r\n\x1a\n",)}
 IMAGE_FIELDS = {"clip_gif": "gif", "heatmap": "png"}
@@ -111,12 +111,10 @@ def _read_result(label: str, out: ReportInputs, budget: Budget) -> None:
     folder = path if path.is_dir() else path.parent
     file = path / "results.json" if path.is_dir() else path
     data, digest = _read_json(file)
-    if isinstance(data, dict) and data.get("kind") == REAL_VIDEO_KIND:
+    if isinstance(data, dict) and data.get("kind") == REAL_VIDEO:
         out.sources.append(Source(label, "real-video results", digest))
         out.videos.append(VideoInput(label, data))
         return
-    from stabbench.report.results import check_results
-
     out.sources.append(Source(label, "eval results", digest))
     entry = EvalInput(label, check_results(file, data))
     visuals = folder / VISUALS_FOLDER / VISUALS_FILE
