@@ -127,6 +127,18 @@ def locked_dir(folder: str | Path, *, wait: bool = True, timeout: float = 60.0) 
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def pid_alive(pid: int | str) -> bool:
+    """Whether process ``pid`` exists (``False`` for text that is not a pid): tells a dead run's
+    temporaries from a live one's."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def package_version(*dists: str) -> str | None:
     """The installed version of the first distribution of ``dists`` found, else ``None``."""
     for dist in dists:
@@ -163,6 +175,7 @@ __all__ = [
     "fsync_dir",
     "locked_dir",
     "package_version",
+    "pid_alive",
     "sha256_bytes",
     "sha256_file",
     "temporary_name",

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stabbench.errors import DataError, OutputConflictError
-from stabbench.fileio import atomic_write_text, fsync_dir, locked_dir, sha256_file
+from stabbench.fileio import atomic_write_text, fsync_dir, locked_dir, pid_alive, sha256_file
 from stabbench.metrics import DEFINITIONS, sequence_rows, summarize
 
 RESULTS_FORMAT = "stabbench-results"
@@ -137,24 +137,28 @@ def rows_to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def write_outputs(out: Path, results: dict, overwrite: bool = False, plot: bool = True) -> list[Path]:
+def write_outputs(out: Path, results: dict, overwrite: bool = False, plot: bool = True,
+                  predictions: Path | None = None) -> list[Path]:
     """Write the folder atomically: built beside ``out`` (``.OUT.tmp-PID``), every file fsync-ed,
     then renamed into place while holding a lock on the parent folder. An existing ``out`` is
     replaced only with ``overwrite`` (else :class:`OutputConflictError`). On any failure the
     temporary folder is removed and ``out`` is untouched; stale temporaries of dead runs are
-    removed too."""
+    removed too. ``predictions``: a finished staging folder of saved predictions
+    (:mod:`stabbench.report.predictions`), moved into the output as ``predictions/``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with locked_dir(out.parent):
         _check_replaceable(out, overwrite)
         for stale in out.parent.glob(f".{out.name}.tmp-*"):
-            if stale.is_dir() and not _pid_alive(stale.name.rsplit("-", 1)[-1]):
+            if stale.is_dir() and not pid_alive(stale.name.rsplit("-", 1)[-1]):
                 shutil.rmtree(stale, ignore_errors=True)
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir()
             _write_files(tmp, results, plot)
+            if predictions is not None:
+                os.replace(predictions, tmp / "predictions")
             if out.exists():
                 old = out.with_name(f".{out.name}.old-{os.getpid()}")
                 out.rename(old)
@@ -174,16 +178,6 @@ def _check_replaceable(out: Path, overwrite: bool) -> None:
         raise OutputConflictError(f"{out}: already exists; pass --overwrite to replace it")
     if out.exists() and (not out.is_dir() or (not (out / "results.json").is_file() and any(out.iterdir()))):
         raise OutputConflictError(f"{out}: exists and is not a stabbench eval output; refusing to replace it")
-
-
-def _pid_alive(text: str) -> bool:
-    try:
-        os.kill(int(text), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_files(folder: Path, results: dict, plot: bool) -> None:
