@@ -19,12 +19,11 @@ import io
 import json
 import math
 import os
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 from stabbench.errors import DataError, OutputConflictError
-from stabbench.fileio import atomic_write_text, fsync_dir, locked_dir, pid_alive, sha256_file
+from stabbench.fileio import atomic_write_text, publish_dir, sha256_file
 from stabbench.metrics import DEFINITIONS, sequence_rows, summarize
 
 RESULTS_FORMAT = "stabbench-results"
@@ -145,31 +144,13 @@ def write_outputs(out: Path, results: dict, overwrite: bool = False, plot: bool 
     temporary folder is removed and ``out`` is untouched; stale temporaries of dead runs are
     removed too. ``predictions``: a finished staging folder of saved predictions
     (:mod:`stabbench.report.predictions`), moved into the output as ``predictions/``."""
+    def fill(tmp: Path) -> None:
+        _write_files(tmp, results, plot)
+        if predictions is not None:
+            os.replace(predictions, tmp / "predictions")
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with locked_dir(out.parent):
-        _check_replaceable(out, overwrite)
-        for stale in out.parent.glob(f".{out.name}.tmp-*"):
-            if stale.is_dir() and not pid_alive(stale.name.rsplit("-", 1)[-1]):
-                shutil.rmtree(stale, ignore_errors=True)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            tmp.mkdir()
-            _write_files(tmp, results, plot)
-            if predictions is not None:
-                os.replace(predictions, tmp / "predictions")
-            if out.exists():
-                old = out.with_name(f".{out.name}.old-{os.getpid()}")
-                out.rename(old)
-                tmp.rename(out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fsync_dir(out.parent)
+    publish_dir(out, fill, check=lambda: _check_replaceable(out, overwrite))
     return sorted(out.iterdir())
 
 

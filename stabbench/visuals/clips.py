@@ -1,0 +1,68 @@
+"""Writing clips: animated GIF (Pillow) and MP4 (imageio's ffmpeg plugin, H.264), and A|B panels.
+
+Same frames, same bytes: the GIF is quantised per frame with Pillow's fast octree (no
+dithering, no randomness); the MP4 is encoded by libx264 single-threaded with bit-exact
+flags and no metadata (deterministic for one ffmpeg/x264 build; another build may write
+other bytes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+#: Frames per second of the clips: 11 frames last 2.2 s.
+FPS = 5
+LABEL_HEIGHT = 24
+
+
+def _check_frames(frames: Sequence[np.ndarray]) -> None:
+    if not len(frames):
+        raise ValueError("a clip needs at least one frame")
+    shape = frames[0].shape
+    for frame in frames:
+        if frame.shape != shape or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"clip frames must all be (H, W, 3) uint8 of one shape, got {frame.shape} {frame.dtype}")
+
+
+def write_gif(path: Path, frames: Sequence[np.ndarray], fps: int = FPS) -> None:
+    """Animated GIF of ``(H, W, 3)`` uint8 RGB ``frames``, looping."""
+    from PIL import Image
+
+    _check_frames(frames)
+    images = [Image.fromarray(f).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+              for f in frames]
+    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0,
+                   optimize=False)
+
+
+def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: int = FPS) -> None:
+    """H.264 MP4 (yuv420p) of ``(H, W, 3)`` uint8 RGB ``frames``; odd sizes are padded by one black pixel."""
+    import imageio.v3 as iio
+
+    _check_frames(frames)
+    height, width = frames[0].shape[:2]
+    pad = ((0, height % 2), (0, width % 2), (0, 0))
+    stack = np.stack([np.pad(f, pad) for f in frames])
+    iio.imwrite(Path(path), stack, extension=".mp4", plugin="FFMPEG", fps=fps, codec="libx264", quality=8,
+                macro_block_size=1, ffmpeg_log_level="error",
+                output_params=["-preset", "veryfast", "-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1"])
+
+
+def labelled(frame: np.ndarray, text: str) -> np.ndarray:
+    """``frame`` with a white strip of :data:`LABEL_HEIGHT` px on top holding ``text``."""
+    strip = np.full((LABEL_HEIGHT, frame.shape[1], 3), 255, np.uint8)
+    cv2.putText(strip, text, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_8)
+    return np.concatenate([strip, frame], axis=0)
+
+
+def side_by_side(clip_a: Sequence[np.ndarray], clip_b: Sequence[np.ndarray], name_a: str, name_b: str,
+                 gap: int = 4) -> list[np.ndarray]:
+    """A|B frames: each clip's frame under its label, ``gap`` white px between; the clips must match in length and size."""
+    if len(clip_a) != len(clip_b) or clip_a[0].shape != clip_b[0].shape:
+        raise ValueError(f"A|B clips differ: {len(clip_a)} x {clip_a[0].shape} vs {len(clip_b)} x {clip_b[0].shape}")
+    spacer = np.full((clip_a[0].shape[0] + LABEL_HEIGHT, gap, 3), 255, np.uint8)
+    return [np.concatenate([labelled(a, name_a), spacer, labelled(b, name_b)], axis=1) for a, b in zip(clip_a, clip_b)]
