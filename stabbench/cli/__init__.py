@@ -11,6 +11,7 @@ import click
 from stabbench.cli.evaluate import eval_cmd, merge
 from stabbench.cli.finetune import finetune
 from stabbench.cli.gate import gate, leaderboard_cmd
+from stabbench.cli.show import show
 from stabbench.cli.synth import export, info, synth
 
 
@@ -28,10 +29,11 @@ def main():
     stabbench gate         fail (exit 1) when a result falls short of thresholds/baseline
     stabbench leaderboard  print a leaderboard CSV
     stabbench finetune     fine-tune a model with the Coherent Loss (or train one from scratch)
+    stabbench show         clips and flicker heatmaps of a result's sequences (saved predictions)
     """
 
 
-for command in (synth, info, export, eval_cmd, merge, gate, leaderboard_cmd, finetune):
+for command in (synth, info, export, eval_cmd, merge, gate, leaderboard_cmd, finetune, show):
     main.add_command(command)
 
 __all__ = ["main"]
