@@ -52,10 +52,12 @@ def sequence_flicker(labels: np.ndarray, masks: np.ndarray, pairs: Iterable[tupl
     inconsistent = np.zeros((max(count - 1, 0), height, width), bool)
     tracked = np.zeros_like(inconsistent)
     flicker = np.zeros(labels.shape, bool)
+    band = np.zeros(labels.shape, bool)
     for t, flow, valid in pairs:
         geometry = pair_geometry(flow, valid, masks[t], band_width, gt_t1=masks[t + 1])
-        tracked[t] = geometry.tracks.tracked
+        tracked[t], band[t] = geometry.tracks.tracked, geometry.band
         inconsistent[t] = tracked[t] & ~consistent_pixels(labels[t], labels[t + 1], geometry.tracks)
         flicker[t + 1].ravel()[geometry.tracks.target[inconsistent[t].ravel()]] = True
-    band = np.stack([boundary_band(mask, band_width) for mask in masks]) if count else flicker.copy()
+    if count:
+        band[-1] = boundary_band(masks[-1], band_width)
     return SequenceFlicker(inconsistent, tracked, flicker, band)

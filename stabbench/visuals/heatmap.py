@@ -10,8 +10,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from perturbations.geometry import invert
-
 #: Colour bar strip and label margin (px) to the right of the heatmap.
 BAR_WIDTH = 20
 BAR_MARGIN = 90
@@ -19,35 +17,29 @@ BAR_MARGIN = 90
 DIM = 128
 
 
-def _splat(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear splat of unit weights at source points ``(x, y)`` into a ``shape`` float64 grid."""
-    height, width = shape
-    x0, y0 = np.floor(x), np.floor(y)
-    fx, fy = x - x0, y - y0
-    x0, y0 = x0.astype(np.intp), y0.astype(np.intp)
-    total = np.zeros(height * width, np.float64)
-    for dx, dy, weight in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        xi, yi = x0 + dx, y0 + dy
-        keep = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height) & (weight > 0)
-        total += np.bincount(yi[keep] * width + xi[keep], weight[keep], minlength=height * width)
-    return total.reshape(shape)
+def to_source(mask: np.ndarray, affine: np.ndarray, source_shape: tuple[int, int]) -> np.ndarray:
+    """``(Hs, Ws)`` float32: a frame's ``(H, W)`` bool mask carried back to the source grid.
 
-
-def source_points(mask: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Source coordinates ``A^{-1} (x, y)`` of the ``True`` pixels of a frame's ``(H, W)`` mask."""
-    ys, xs = np.nonzero(mask)
-    back = invert(np.asarray(affine, np.float64))
-    return (back[0, 0] * xs + back[0, 1] * ys + back[0, 2],
-            back[1, 0] * xs + back[1, 1] * ys + back[1, 2])
+    Source pixel ``u`` takes the bilinear interpolation of the mask at ``A u``, the frame point
+    it was moved to (``cv2.warpAffine`` with ``WARP_INVERSE_MAP``; outside the frame: 0). So
+    every frame pixel whose source point ``A^{-1} x`` lies within one pixel of ``u`` adds to
+    ``u`` with its bilinear weight: the transpose of a bilinear splat of the pixels at
+    ``A^{-1} x`` (equal to it for a translation; otherwise up to the local area scale of
+    ``A``, which cancels in :func:`source_flicker_rate`'s ratio).
+    """
+    height, width = source_shape
+    return cv2.warpAffine(mask.astype(np.float32), np.asarray(affine, np.float64), (width, height),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def source_flicker_rate(inconsistent: np.ndarray, tracked: np.ndarray, affines: np.ndarray,
                         source_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Per source pixel: the fraction of its tracked observations that were inconsistent.
 
-    Every tracked pixel of frame ``t`` (of pair ``(t, t+1)``) is mapped to the source through
-    ``A_t^{-1}`` and splatted bilinearly; the inconsistent ones likewise. The rate is their
-    ratio: the flicker of that source point, normalised by the number of pairs that saw it.
+    The tracked pixels of frame ``t`` (of pair ``(t, t+1)``) and the inconsistent ones among
+    them are mapped to the source through ``A_t^{-1}`` (:func:`to_source`, bilinear) and
+    summed over the pairs; the rate is their ratio: the flicker of that source point,
+    normalised by the number of pairs that saw it.
 
     Args:
         inconsistent, tracked: ``(P, H, W)`` bool in frame ``t``'s pixels, ``t = 0 .. P-1``
@@ -58,7 +50,7 @@ def source_flicker_rate(inconsistent: np.ndarray, tracked: np.ndarray, affines: 
 
     Returns:
         ``rate`` ``(Hs, Ws)`` float64 in ``[0, 1]``, NaN where no pair saw the pixel, and
-        ``seen`` ``(Hs, Ws)`` float64, the splatted number of tracked observations.
+        ``seen`` ``(Hs, Ws)`` float64, the number of pairs that saw it (bilinear weights).
     """
     inconsistent, tracked = np.asarray(inconsistent, bool), np.asarray(tracked, bool)
     if inconsistent.shape != tracked.shape or inconsistent.ndim != 3:
@@ -67,10 +59,10 @@ def source_flicker_rate(inconsistent: np.ndarray, tracked: np.ndarray, affines: 
         raise ValueError(f"{len(tracked)} pairs need {len(tracked)} affines, got {len(affines)}")
     flicker, seen = np.zeros(source_shape), np.zeros(source_shape)
     for t in range(len(tracked)):
-        seen += _splat(*source_points(tracked[t], affines[t]), source_shape)
-        flicker += _splat(*source_points(inconsistent[t] & tracked[t], affines[t]), source_shape)
+        seen += to_source(tracked[t], affines[t], source_shape)
+        flicker += to_source(inconsistent[t] & tracked[t], affines[t], source_shape)
     rate = np.full(source_shape, np.nan)
-    np.divide(flicker, seen, out=rate, where=seen > 1e-9)
+    np.divide(flicker, seen, out=rate, where=seen > 1e-6)
     return np.clip(rate, 0.0, 1.0, out=rate), seen
 
 

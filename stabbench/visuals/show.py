@@ -13,6 +13,7 @@ Output folder (default ``RESULT_DIR/visuals``)::
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,7 +36,6 @@ VISUALS_FILE = "visuals.json"
 VISUALS_KIND = "stabbench-visuals"
 VISUALS_FORMAT_VERSION = 1
 FORMATS = ("gif", "mp4")
-WRITERS: dict[str, Callable] = {"gif": write_gif, "mp4": write_mp4}
 #: Longest model name written on an A|B panel.
 NAME_CHARS = 40
 
@@ -109,12 +109,17 @@ def _labels(result: ShownResult, seq) -> np.ndarray:
     return labels
 
 
-def _write_clip(folder: Path, stem: str, frames: list[np.ndarray], formats: tuple[str, ...]) -> dict:
+def _write_clip(folder: Path, stem: str, frames: list[np.ndarray], formats: tuple[str, ...], pool: ThreadPoolExecutor,
+                pending: list[Future]) -> dict:
+    """Write ``stem.gif`` here and ``stem.mp4`` in ``pool`` (ffmpeg encodes in its own process meanwhile;
+    its future is added to ``pending``); return the visuals.json keys ``clip_gif`` and ``clip_mp4``."""
     paths = {}
-    for fmt in FORMATS:
-        if fmt in formats:
-            WRITERS[fmt](folder / f"{stem}.{fmt}", frames)
-            paths[fmt] = f"{folder.name}/{stem}.{fmt}"
+    if "mp4" in formats:
+        pending.append(pool.submit(write_mp4, folder / f"{stem}.mp4", frames))
+        paths["mp4"] = f"{folder.name}/{stem}.mp4"
+    if "gif" in formats:
+        write_gif(folder / f"{stem}.gif", frames)
+        paths["gif"] = f"{folder.name}/{stem}.gif"
     return {f"clip_{fmt}": paths.get(fmt) for fmt in FORMATS}
 
 
@@ -129,6 +134,18 @@ def render_sequence(folder: Path, seq, row: dict, a: ShownResult, b: ShownResult
                     formats: tuple[str, ...]) -> dict:
     """Write one sequence's clip(s), heatmap and A|B clip(s) into ``folder``; return its visuals.json item."""
     folder.mkdir()
+    pending: list[Future] = []
+    with ThreadPoolExecutor(1, thread_name_prefix="stabbench-mp4") as pool:
+        try:
+            item = _render_into(folder, seq, row, a, b, formats, pool, pending)
+        finally:
+            for future in pending:
+                future.result()  # an encoder's error is raised here; all are waited for first
+    return item
+
+
+def _render_into(folder: Path, seq, row: dict, a: ShownResult, b: ShownResult | None, formats: tuple[str, ...],
+                 pool: ThreadPoolExecutor, pending: list[Future]) -> dict:
     frames, masks = seq.frames(), seq.masks()
     pairs = list(seq.pairs())
     labels = _labels(a, seq)
@@ -136,7 +153,7 @@ def render_sequence(folder: Path, seq, row: dict, a: ShownResult, b: ShownResult
     clip = render_clip(frames, labels, seen.flicker, seen.band)
     item = {"sequence": seq.id, "perturbation": seq.perturbation, "severity": int(seq.severity),
             "S_global": row.get("S_global"), "S_boundary": row.get("S_boundary"),
-            **_write_clip(folder, "clip", clip, formats)}
+            **_write_clip(folder, "clip", clip, formats, pool, pending)}
     rate, _ = source_flicker_rate(seen.inconsistent, seen.tracked, seq.trajectory.affines, seq.shape)
     _write_png(folder / "heatmap.png", draw_heatmap(frames[0], rate, title="flicker rate"))  # frame 0 = the source
     item["heatmap"] = f"{folder.name}/heatmap.png"
@@ -147,7 +164,7 @@ def render_sequence(folder: Path, seq, row: dict, a: ShownResult, b: ShownResult
         seen_b = sequence_flicker(labels_b, masks, pairs, b.band_width)
         clip_b = render_clip(frames, labels_b, seen_b.flicker, seen_b.band)
         panel = side_by_side(clip, clip_b, f"A: {a.model_name}", f"B: {b.model_name}")
-        paths = _write_clip(folder, "compare", panel, formats)
+        paths = _write_clip(folder, "compare", panel, formats, pool, pending)
         b_row = next((r for r in b.results.get("per_sequence") or [] if r["sequence"] == seq.id), {})
         item["compare"] = {"model_b": b.model_name, **paths,
                            "S_global_b": b_row.get("S_global"), "S_boundary_b": b_row.get("S_boundary")}

@@ -55,3 +55,10 @@ def test_side_by_side_labels_both_clips() -> None:
     assert (panel[0][:LABEL_HEIGHT] < 255).any()  # the label is written
     with pytest.raises(ValueError, match="differ"):
         side_by_side(a, b[:2], "a", "b")
+
+
+def test_an_mp4_that_cannot_be_written_is_an_os_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "missing-folder" / "a.mp4"
+    with pytest.raises(OSError, match="ffmpeg could not write the MP4") as excinfo:
+        write_mp4(path, frames())
+    assert excinfo.value.filename == str(path)
