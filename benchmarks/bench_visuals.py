@@ -44,11 +44,13 @@ from stabbench.predictors import load_predictor
 from stabbench.predictors.oracles import ConstantPredictor
 from stabbench.synth import open_set
 from stabbench.synth.writer import SynthConfig, synthesize
+from stabbench.training.loop import StageTimer
 from stabbench.visuals.show import open_result, render_sequence
 
 TARGET = 1.0
 BASELINE = "eval (builtin:constant)"
 FLICKER = "builtin:flicker,rate=0.1"
+FORMATS = (("gif", "mp4"), ("gif",), ("mp4",))
 
 
 class OneSequence:
@@ -83,7 +85,7 @@ def save_predictions(set_dir: Path, out: Path) -> Path:
     return out
 
 
-def make_cases(dataset, index: int, result, work: Path) -> dict:
+def make_cases(dataset, index: int, result, work: Path, stages: dict) -> dict:
     one = OneSequence(dataset, index)
     flicker = load_predictor(FLICKER, num_classes=len(dataset.classes))
     row = next(r for r in result.results["per_sequence"] if r["sequence"] == dataset[index].id)
@@ -94,7 +96,7 @@ def make_cases(dataset, index: int, result, work: Path) -> dict:
             folder = work / f"render-{next(counter)}"
             folder.parent.mkdir(exist_ok=True)
             t0 = time.perf_counter()
-            render_sequence(folder, dataset[index], row, result, None, formats)
+            render_sequence(folder, dataset[index], row, result, None, formats, stage=stages[formats].stage)
             elapsed = time.perf_counter() - t0
             shutil.rmtree(folder)
             return elapsed
@@ -103,9 +105,9 @@ def make_cases(dataset, index: int, result, work: Path) -> dict:
     return {
         BASELINE: lambda: evaluate(ConstantPredictor(), one, prefetch=False),
         "eval (builtin:flicker)": lambda: evaluate(flicker.predictor, one, spec=flicker.spec, prefetch=False),
-        "show: gif+mp4+heatmap": show(("gif", "mp4")),
-        "show: gif+heatmap": show(("gif",)),
-        "show: mp4+heatmap": show(("mp4",)),
+        "show: gif+mp4+heatmap": show(FORMATS[0]),
+        "show: gif+heatmap": show(FORMATS[1]),
+        "show: mp4+heatmap": show(FORMATS[2]),
     }
 
 
@@ -119,6 +121,12 @@ def markdown(record: dict) -> str:
         r = timing["ratios"][case]
         lines.append(f"**{case} / eval: {r['of_medians']:.2f}x** (per round {r['per_round']['min']:.2f}-"
                      f"{r['per_round']['max']:.2f}; target {TARGET}x)")
+    names = sorted({name for stages in record["stage_seconds_mean"].values() for name in stages})
+    lines += ["", "stages of `render_sequence`, mean ms per call (warm-up included; `clips`: GIF written, MP4 "
+              "submitted; `mp4 wait`: waiting for the encoder at the end)", "",
+              "| formats | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for formats, stages in record["stage_seconds_mean"].items():
+        lines.append(f"| {formats} | " + " | ".join(f"{1000 * stages.get(n, 0):.0f}" for n in names) + " |")
     return "\n".join(lines)
 
 
@@ -145,9 +153,12 @@ def main(argv=None) -> int:
             "davis_root": args.davis_root, "sources": 1, "protocol": "paper", "num_frames": args.num_frames,
             "sequence": seq.id, "perturbation": seq.perturbation, "severity": seq.severity, "frames": seq.num_frames,
             "height": height, "width": width, "predictions": FLICKER, "target_ratio": TARGET})
-        timing = harness.interleaved(args.rounds, make_cases(dataset, args.sequence, result, Path(tmp) / "renders"),
+        stages = {formats: StageTimer() for formats in FORMATS}
+        timing = harness.interleaved(args.rounds, make_cases(dataset, args.sequence, result, Path(tmp) / "renders", stages),
                                      baseline=BASELINE, warmup=args.warmup)
-    record.update(timing=timing)
+    calls = args.rounds + args.warmup
+    record.update(timing=timing, stage_seconds_mean={"+".join(f): {k: v / calls for k, v in sorted(t.seconds.items())}
+                                                     for f, t in stages.items()})
     harness.write_result(record, args)
     print(markdown(record))
     return 0

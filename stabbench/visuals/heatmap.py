@@ -18,7 +18,7 @@ DIM = 128
 
 
 def to_source(mask: np.ndarray, affine: np.ndarray, source_shape: tuple[int, int]) -> np.ndarray:
-    """``(Hs, Ws)`` float32: a frame's ``(H, W)`` bool mask carried back to the source grid.
+    """``(Hs, Ws)`` float32: a frame's ``(H, W)`` float32 mask (0/1) carried back to the source grid.
 
     Source pixel ``u`` takes the bilinear interpolation of the mask at ``A u``, the frame point
     it was moved to (``cv2.warpAffine`` with ``WARP_INVERSE_MAP``; outside the frame: 0). So
@@ -28,7 +28,7 @@ def to_source(mask: np.ndarray, affine: np.ndarray, source_shape: tuple[int, int
     ``A``, which cancels in :func:`source_flicker_rate`'s ratio).
     """
     height, width = source_shape
-    return cv2.warpAffine(mask.astype(np.float32), np.asarray(affine, np.float64), (width, height),
+    return cv2.warpAffine(mask, np.asarray(affine, np.float64), (width, height),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
@@ -57,10 +57,11 @@ def source_flicker_rate(inconsistent: np.ndarray, tracked: np.ndarray, affines: 
         raise ValueError(f"inconsistent {inconsistent.shape} and tracked {tracked.shape} must both be (P, H, W)")
     if len(affines) < len(tracked):
         raise ValueError(f"{len(tracked)} pairs need {len(tracked)} affines, got {len(affines)}")
-    flicker, seen = np.zeros(source_shape), np.zeros(source_shape)
+    seen, flicker = np.zeros(source_shape, np.float32), np.zeros(source_shape, np.float32)  # sums of <= P weights
     for t in range(len(tracked)):
-        seen += to_source(tracked[t], affines[t], source_shape)
-        flicker += to_source(inconsistent[t] & tracked[t], affines[t], source_shape)
+        seen += to_source(tracked[t].astype(np.float32), affines[t], source_shape)
+        flicker += to_source((inconsistent[t] & tracked[t]).astype(np.float32), affines[t], source_shape)
+    seen, flicker = seen.astype(np.float64), flicker.astype(np.float64)
     rate = np.full(source_shape, np.nan)
     np.divide(flicker, seen, out=rate, where=seen > 1e-6)
     return np.clip(rate, 0.0, 1.0, out=rate), seen

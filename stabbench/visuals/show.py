@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -130,32 +131,46 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     atomic_write_bytes(path, data.tobytes(), durable=False)  # the folder is published as a whole
 
 
+def _no_timer(name: str):
+    return nullcontext()
+
+
 def render_sequence(folder: Path, seq, row: dict, a: ShownResult, b: ShownResult | None,
-                    formats: tuple[str, ...]) -> dict:
-    """Write one sequence's clip(s), heatmap and A|B clip(s) into ``folder``; return its visuals.json item."""
+                    formats: tuple[str, ...], stage: Callable = _no_timer) -> dict:
+    """Write one sequence's clip(s), heatmap and A|B clip(s) into ``folder``; return its visuals.json item.
+
+    ``stage(name)``: a context manager timing each stage (``benchmarks/bench_visuals.py`` passes
+    ``StageTimer().stage``); ``mp4 wait`` is the time spent waiting for the MP4 encoder at the end.
+    """
     folder.mkdir()
     pending: list[Future] = []
     with ThreadPoolExecutor(1, thread_name_prefix="stabbench-mp4") as pool:
         try:
-            item = _render_into(folder, seq, row, a, b, formats, pool, pending)
+            item = _render_into(folder, seq, row, a, b, formats, pool, pending, stage)
         finally:
-            for future in pending:
-                future.result()  # an encoder's error is raised here; all are waited for first
+            with stage("mp4 wait"):
+                for future in pending:
+                    future.result()  # an encoder's error is raised here; all are waited for first
     return item
 
 
 def _render_into(folder: Path, seq, row: dict, a: ShownResult, b: ShownResult | None, formats: tuple[str, ...],
-                 pool: ThreadPoolExecutor, pending: list[Future]) -> dict:
-    frames, masks = seq.frames(), seq.masks()
-    pairs = list(seq.pairs())
-    labels = _labels(a, seq)
-    seen = sequence_flicker(labels, masks, pairs, a.band_width)
-    clip = render_clip(frames, labels, seen.flicker, seen.band)
-    item = {"sequence": seq.id, "perturbation": seq.perturbation, "severity": int(seq.severity),
-            "S_global": row.get("S_global"), "S_boundary": row.get("S_boundary"),
-            **_write_clip(folder, "clip", clip, formats, pool, pending)}
-    rate, _ = source_flicker_rate(seen.inconsistent, seen.tracked, seq.trajectory.affines, seq.shape)
-    _write_png(folder / "heatmap.png", draw_heatmap(frames[0], rate, title="flicker rate"))  # frame 0 = the source
+                 pool: ThreadPoolExecutor, pending: list[Future], stage: Callable) -> dict:
+    with stage("read"):
+        frames, masks = seq.frames(), seq.masks()
+        pairs = list(seq.pairs())
+        labels = _labels(a, seq)
+    with stage("flicker"):
+        seen = sequence_flicker(labels, masks, pairs, a.band_width)
+    with stage("overlay"):
+        clip = render_clip(frames, labels, seen.flicker, seen.band)
+    with stage("clips"):
+        item = {"sequence": seq.id, "perturbation": seq.perturbation, "severity": int(seq.severity),
+                "S_global": row.get("S_global"), "S_boundary": row.get("S_boundary"),
+                **_write_clip(folder, "clip", clip, formats, pool, pending)}
+    with stage("heatmap"):
+        rate, _ = source_flicker_rate(seen.inconsistent, seen.tracked, seq.trajectory.affines, seq.shape)
+        _write_png(folder / "heatmap.png", draw_heatmap(frames[0], rate, title="flicker rate"))  # frame 0 = the source
     item["heatmap"] = f"{folder.name}/heatmap.png"
     item["inconsistent_pixels"] = int(np.count_nonzero(seen.inconsistent))
     item["compare"] = None
