@@ -17,6 +17,10 @@ Measured, in one run:
   - ``compact``: rendered on demand, every frame checked against its pixel checksum
     (target: at most 0.6x the materialized time).
 
+* **stages**: a serial evaluation's time per stage (load, predict, score), from which the best
+  speed-up any split over processes can reach follows: ``--workers 0`` already overlaps the
+  load with predicting and scoring (read-ahead thread), so on C cores ``--workers N`` can at
+  most gain ``max(load, predict + score) / ((load + predict + score) / C)``.
 * **workers**: ``evaluate(..., workers=2)`` / ``workers=0`` on the compact set, wall time of
   whole evaluations (worker start-up included). Target: at least 1.8x throughput on 2 cores.
 * **torchrun**: ``torchrun --nproc-per-node 2 -m stabbench eval`` / ``python -m stabbench eval``
@@ -67,6 +71,12 @@ def eval_once(path: str, workers: int = 0) -> None:
     evaluate(ConstantPredictor(), open_set(Path(path)), workers=workers)
 
 
+def eval_shard(path: str, workers: int, parts: int) -> int:
+    """Evaluate shard 0 of ``parts`` (every ``parts``-th sequence); returns how many."""
+    evaluate(ConstantPredictor(), open_set(Path(path)), workers=workers, shard=(0, parts))
+    return len(range(0, len(open_set(Path(path))), parts))
+
+
 class Unverified:
     """``read_member`` without the sha256 (only the size): the cost of verification by difference."""
 
@@ -88,6 +98,34 @@ class Unverified:
 
         manifest_module.read_member = self.real
         reader.read_member = self.real
+
+
+def stage_times(path: str) -> dict:
+    """Seconds per stage of a serial evaluation, summed over the set, one thread, no read-ahead:
+    load (render or read, checked), predict (the trivial predictor and the output checks),
+    score (the metric counts). Their sum divided by the cores is a floor on the wall time of
+    any split of the work over processes; the bound on ``--workers`` speed-up follows."""
+    from stabbench.evaluation.sequence import accumulate_sequence, predict_checked
+    from stabbench.evaluation.state import EvalState
+    from stabbench.metrics import ConfusionMeter, StabilityMeter
+
+    dataset = open_set(Path(path))
+    state = EvalState(StabilityMeter(), ConfusionMeter(num_classes=len(dataset.classes)))
+    totals = {"load": 0.0, "predict": 0.0, "score": 0.0}
+    predictor = ConstantPredictor()
+    for i in range(len(dataset)):
+        t0 = time.perf_counter()
+        seq = dataset[i]
+        frames, masks = seq.frames(), seq.masks()
+        t1 = time.perf_counter()
+        labels = predict_checked(predictor, seq, frames, state, None, None, False, len(dataset.classes))
+        t2 = time.perf_counter()
+        accumulate_sequence(state, seq, labels, masks)
+        t3 = time.perf_counter()
+        totals["load"] += t1 - t0
+        totals["predict"] += t2 - t1
+        totals["score"] += t3 - t2
+    return totals
 
 
 def unverified_eval(path: str) -> float:
@@ -133,6 +171,18 @@ def main() -> None:
         }, baseline="materialized", warmup=args.warmup)
         print(harness.timing_table(record["eval"]))
 
+        stages = [stage_times(compact) for _ in range(max(1, args.rounds))]
+        stage = {k: sorted(run[k] for run in stages)[len(stages) // 2] for k in stages[0]}
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        total = sum(stage.values())
+        serial_floor = max(stage["load"], stage["predict"] + stage["score"])  # workers 0 overlaps the load
+        record["stages"] = {"seconds_median": stage, "total": total, "cores": cores,
+                            "floor_any_split": total / cores, "floor_workers_0": serial_floor,
+                            "max_speedup_over_workers_0": serial_floor and serial_floor / (total / cores)}
+        print("stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stage.items())
+              + f"; best possible --workers speed-up over --workers 0 on {cores} cores: "
+              f"{record['stages']['max_speedup_over_workers_0']:.2f}x", file=sys.stderr)
+
         record["workers"] = harness.interleaved(args.rounds, {
             "workers 0": lambda: eval_once(compact, 0),
             "workers 2": lambda: eval_once(compact, 2),
@@ -151,9 +201,13 @@ def main() -> None:
 
         memory = {f"{name}, workers 0": harness.peak_memory(eval_once, str(path)) for name, path in sets.items()}
         memory["compact, workers 2 (main process)"] = harness.peak_memory(eval_once, compact, 2)
+        # per worker, against the number of sequences: the first sixth of the set, then all of it
+        for parts in (6, 1):
+            memory[f"compact, workers 2, 1/{parts} of the sequences"] = harness.peak_memory(eval_shard, compact, 2, parts)
         record["memory"] = memory
         for name, value in memory.items():
-            print(f"peak RSS {name}: {value.get('peak_rss_kib', 0) / 1024:.1f} MiB", file=sys.stderr)
+            print(f"peak RSS {name}: {value.get('peak_rss_kib', 0) / 1024:.1f} MiB"
+                  f" (largest worker <= {value.get('children_max_rss_kib', 0) / 1024:.1f} MiB)", file=sys.stderr)
     harness.write_result(record, args)
 
 

@@ -261,7 +261,10 @@ def _memory_child(fn: Callable, args: tuple, kwargs: dict, warmup: Callable | No
         tracemalloc.stop()
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     hwm = proc_status_kib("VmHWM")
-    return {"peak_rss_kib": hwm if hwm is not None else maxrss, "peak_rss_source": "VmHWM" if hwm is not None else "ru_maxrss",
+    # the largest of fn's own child processes (workers) that ended: an upper bound of each
+    # one's peak (ru_maxrss can carry the parent's RSS over fork + exec); 0 if none
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"children_max_rss_kib": children, "peak_rss_kib": hwm if hwm is not None else maxrss, "peak_rss_source": "VmHWM" if hwm is not None else "ru_maxrss",
             "ru_maxrss_kib": maxrss, "rss_before_kib": rss_before, "tracemalloc_peak_bytes": traced_peak,
             "value": value}
 

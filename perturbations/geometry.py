@@ -87,8 +87,33 @@ def coverage(affine: np.ndarray, height: int, width: int, margin: float = 0.0) -
     """
     if np.allclose(affine, np.eye(2, 3)) and margin <= 0:
         return np.ones((height, width), dtype=bool)
+    inv = invert(affine)
+    if not (height >= 1 and width >= 1 and np.isfinite(inv).all() and np.isfinite(margin) and abs(margin) < _MAX_COORD
+            and np.abs(inv[:, :2]).max() * max(height, width) + np.abs(inv[:, 2]).max() < _MAX_COORD):
+        return coverage_dense(affine, height, width, margin)
+    # Rows of `inv`: source x, source y; the bounds exactly as `inside` (see pair_validity).
+    bounds = np.array([margin, width - 1 - margin, margin, height - 1 - margin], dtype=np.float64)
+    first, suffix = _row_thresholds(inv[[0, 0, 1, 1]], bounds, np.array([True, False, True, False]), height, width)
+    return _fill_intervals(*_row_intervals(first, suffix, width), height, width)
+
+
+def coverage_dense(affine: np.ndarray, height: int, width: int, margin: float = 0.0) -> np.ndarray:
+    """:func:`coverage` by its definition, on full-frame float64 arrays (the reference; slower)."""
+    if np.allclose(affine, np.eye(2, 3)) and margin <= 0:
+        return np.ones((height, width), dtype=bool)
     sx, sy = apply_affine(invert(affine), height, width)
     return inside(sx, sy, width, height, margin)
+
+
+def _fill_intervals(start: np.ndarray, end: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``(H, W)`` bool, True on columns ``start[i] .. end[i]-1`` of each row ``i`` (runs of equal rows at once)."""
+    out = np.zeros((height, width), dtype=bool)
+    runs = [0, *(np.flatnonzero((np.diff(start) != 0) | (np.diff(end) != 0)) + 1).tolist(), height]
+    for top, bottom in zip(runs[:-1], runs[1:]):
+        x0, x1 = int(start[top]), int(end[top])
+        if x0 < x1:
+            out[top:bottom, x0:x1] = True
+    return out
 
 
 def pair_affine(affine_t: np.ndarray, affine_t1: np.ndarray) -> np.ndarray:
@@ -227,13 +252,7 @@ def pair_validity(
         bounds += list(box_t1)
     lower = np.arange(len(rows)) % 2 == 0
     first, suffix = _row_thresholds(coef[rows], np.array(bounds, dtype=np.float64), lower, height, width)
-    start, end = _row_intervals(first[:8], suffix[:8], width)
-    valid = np.zeros((height, width), dtype=bool)  # filled by runs of rows with the same interval
-    runs = [0, *(np.flatnonzero((np.diff(start) != 0) | (np.diff(end) != 0)) + 1).tolist(), height]
-    for top, bottom in zip(runs[:-1], runs[1:]):
-        x0, x1 = int(start[top]), int(end[top])
-        if x0 < x1:
-            valid[top:bottom, x0:x1] = True
+    valid = _fill_intervals(*_row_intervals(first[:8], suffix[:8], width), height, width)
     if occluder_t is not None:
         box = _occluder_box(occluder_t, margin)
         if box is None:

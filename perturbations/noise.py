@@ -13,6 +13,8 @@ It is drawn by table look-up from 16-bit uniform integers (about 4x faster than
 
 from __future__ import annotations
 
+import math
+import sys
 from functools import lru_cache
 from statistics import NormalDist
 
@@ -49,8 +51,43 @@ def _rounded_gaussian_table(std: float) -> np.ndarray:
 
 
 def rounded_gaussian(rng: np.random.Generator, shape: tuple[int, ...], std: float) -> np.ndarray:
-    """Integer noise ``round(N(0, std^2))`` of ``shape``, as int16, drawn from ``rng``."""
+    """Integer noise ``round(N(0, std^2))`` of ``shape``, as int16, drawn from ``rng``.
+
+    The draw is the table entry at ``rng.integers(0, 2**16, size=shape, dtype=np.uint16)``
+    (see :func:`uniform16` for how those integers are drawn faster, bit for bit the same).
+    """
     if std <= 0:
         return np.zeros(shape, np.int16)
-    uniform = rng.integers(0, 1 << _TABLE_BITS, size=shape, dtype=np.uint16)
-    return _rounded_gaussian_table(float(std))[uniform]
+    return np.take(_rounded_gaussian_table(float(std)), uniform16(rng, shape))
+
+
+def uniform16(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """``rng.integers(0, 2**16, size=shape, dtype=np.uint16)``: the same values and the same
+    generator state afterwards, about twice as fast for a PCG64 generator.
+
+    NumPy draws such integers 16 bits at a time from the generator's 32-bit stream (low half
+    first, a leftover half discarded at the end of the call), and PCG64's 32-bit stream is
+    its 64-bit outputs split low half first, with one half buffered across calls
+    (``has_uint32``/``uinteger`` in its state). On a little-endian machine the 64-bit
+    outputs (``random_raw``) viewed as uint16 are therefore that very stream; the buffered
+    half is taken first and a new leftover half is buffered as NumPy would. Other bit
+    generators and big-endian machines take ``rng.integers`` itself.
+    """
+    count = math.prod(shape)
+    bit_generator = rng.bit_generator
+    if type(bit_generator) is not np.random.PCG64 or sys.byteorder != "little" or count == 0:
+        return rng.integers(0, 1 << 16, size=shape, dtype=np.uint16)
+    words32 = (count + 1) // 2
+    state = bit_generator.state
+    head = None
+    if state["has_uint32"]:
+        head = np.array([state["uinteger"]], np.uint32)
+        words32 -= 1
+        bit_generator.state = {**state, "has_uint32": 0}  # NumPy leaves the used half in `uinteger`
+    words = bit_generator.random_raw((words32 + 1) // 2).view(np.uint32)
+    if words.size:  # as NumPy: the high half of the last output is kept, buffered if unused
+        bit_generator.state = {**bit_generator.state, "has_uint32": words32 % 2, "uinteger": int(words[-1])}
+        words = words[:words32]
+    if head is not None:
+        words = np.concatenate([head, words])
+    return words.view(np.uint16)[:count].reshape(shape)

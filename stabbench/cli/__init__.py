@@ -13,6 +13,7 @@ from stabbench.cli.finetune import finetune
 from stabbench.cli.gate import gate, leaderboard_cmd
 from stabbench.cli.show import show
 from stabbench.cli.synth import export, info, synth
+from stabbench.cli.video import video_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -29,11 +30,12 @@ def main():
     stabbench gate         fail (exit 1) when a result falls short of thresholds/baseline
     stabbench leaderboard  print a leaderboard CSV
     stabbench finetune     fine-tune a model with the Coherent Loss (or train one from scratch)
+    stabbench video        compare models' stability on real video with a reference
     stabbench show         clips and flicker heatmaps of a result's sequences (saved predictions)
     """
 
 
-for command in (synth, info, export, eval_cmd, merge, gate, leaderboard_cmd, finetune, show):
+for command in (synth, info, export, eval_cmd, merge, gate, leaderboard_cmd, finetune, video_cmd, show):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -40,7 +40,8 @@ def with_leaderboard_options(f):
 
 @click.command("eval")
 @click.option("--model", "-m", required=True,
-              help="model.pt2|.onnx|.tflite (legacy .pt/.ts), package.module:factory, builtin:NAME or arch:NAME.")
+              help="model.pt2|.onnx|.tflite (legacy .pt/.ts), package.module:factory, builtin:NAME, arch:NAME or "
+                   "predictions:DIR[,map=foreground] (precomputed masks, DIR/<sequence id>/<frame>.png).")
 @weights_option("State dict to load into the model (an arch:NAME or a factory's nn.Module; torch.load weights_only=True).")
 @click.option("--set", "set_dir", required=True, type=click.Path(path_type=str), help="Synthetic set written by `stabbench synth`.")
 @click.option("--out", "-o", type=click.Path(path_type=str), help="Output folder (default: eval-<name>, see the README).")

@@ -1,13 +1,15 @@
 """``stabbench eval --workers N``: reading/rendering and scoring in worker processes.
 
 The model runs in the calling process, fed one sequence at a time in the set's order. Worker
-processes (``spawn``: nothing of the caller's threads or model is inherited) each open the set
-and do two kinds of task: *load* sequence ``i`` (read or render its frames and masks, checking
-them against the manifest) and *score* it (given the labels, the metric counts of that one
-sequence). Loads run up to ``workers + 1`` sequences ahead; each sequence's counts come back
-as a state of its own and are merged in sequence order, so the result is the serial result,
-count for count. A worker's error (bad data) is raised here as itself; a worker that dies
-(killed, out of memory) ends the run with an :class:`~stabbench.errors.IOFailure`.
+processes (``spawn``: nothing of the caller's threads or model is inherited) each open the set;
+sequence ``i`` (the ``i``-th of the run) belongs to worker ``i mod N``, which *loads* it (reads
+or renders its frames and masks, checking them against the manifest), sends the frames here and
+keeps the masks, and later *scores* it (given the labels: the metric counts of that one
+sequence). So only frames and labels cross between processes, never the masks. Loads run up
+to two sequences ahead per worker; each sequence's counts come back as a state of its own and
+are merged in sequence order, so the result is the serial result, count for count. A worker's
+error (bad data) is raised here as itself; a worker that dies (killed, out of memory) ends the
+run with an :class:`~stabbench.errors.IOFailure`.
 """
 
 from __future__ import annotations
@@ -36,17 +38,20 @@ def _init_worker(root: str, band_width: int, num_classes: int) -> None:
     _WORKER.update(dataset=open_set(Path(root)), band_width=band_width, num_classes=num_classes)
 
 
-def _load(i: int) -> tuple[np.ndarray, np.ndarray]:
+def _load(i: int) -> np.ndarray:
+    """Frames of sequence ``i`` (sent to the caller); its masks stay here until it is scored."""
     seq = _WORKER["dataset"][i]
-    return seq.frames(), seq.masks()
+    frames = seq.frames()
+    _WORKER.setdefault("masks", {})[i] = seq.masks()
+    return frames
 
 
-def _score(i: int, labels: np.ndarray, masks: np.ndarray) -> dict:
+def _score(i: int, labels: np.ndarray) -> dict:
     from stabbench.evaluation.sequence import accumulate_sequence
     from stabbench.metrics import ConfusionMeter, StabilityMeter
 
     state = EvalState(StabilityMeter(band_width=_WORKER["band_width"]), ConfusionMeter(num_classes=_WORKER["num_classes"]))
-    accumulate_sequence(state, _WORKER["dataset"][i], labels, masks)
+    accumulate_sequence(state, _WORKER["dataset"][i], labels, _WORKER["masks"].pop(i))
     return state.state_dict()
 
 
@@ -58,44 +63,45 @@ def evaluate_in_workers(predictor, dataset, state: EvalState, indices, workers: 
 
     num_classes = len(dataset.classes)
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(str(dataset.root), state.stability.band_width, num_classes))
+    initargs = (str(dataset.root), state.stability.band_width, num_classes)
+    # One single-process pool per worker: a pool runs its tasks in submission order, so the
+    # score of a sequence reaches the worker that loaded it (and holds its masks).
+    pools = [ProcessPoolExecutor(1, mp_context=context, initializer=_init_worker, initargs=initargs)
+             for _ in range(workers)]
+    order = list(indices)
     try:
         loads: deque = deque()
         scores: deque = deque()
-        ahead = iter(indices)
-        for i in ahead:
-            loads.append((i, pool.submit(_load, i)))
-            if len(loads) > workers:
-                break
+        submitted = 0
         done = 0
-        while loads:
-            i, future = loads.popleft()
-            frames, masks = future.result()
-            nxt = next(ahead, None)
-            if nxt is not None:
-                loads.append((nxt, pool.submit(_load, nxt)))
+        for position, i in enumerate(order):
+            while submitted < len(order) and submitted <= position + 2 * workers - 1:
+                loads.append(pools[submitted % workers].submit(_load, order[submitted]))
+                submitted += 1
+            frames = loads.popleft().result()
             seq = dataset[i]
             labels = predict_checked(predictor, seq, frames, state, spec, batch_size, allow_non_finite, num_classes)
             del frames
             if on_labels is not None:
                 on_labels(seq, labels)
-            scores.append(pool.submit(_score, i, labels, masks))
+            scores.append(pools[position % workers].submit(_score, i, labels))
+            del labels
             while scores and (scores[0].done() or len(scores) > workers):
                 state = _merge(state, scores.popleft().result())
                 done += 1
                 if progress is not None:
-                    progress(done, len(indices))
+                    progress(done, len(order))
         while scores:
             state = _merge(state, scores.popleft().result())
             done += 1
             if progress is not None:
-                progress(done, len(indices))
+                progress(done, len(order))
     except BrokenProcessPool:
         raise IOFailure("an evaluation worker process died (killed, or out of memory); nothing was written — "
                         "re-run the command (with fewer --workers if memory is short)") from None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
     return state
 
 

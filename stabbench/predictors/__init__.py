@@ -38,6 +38,7 @@ formats        model files -> runnable objects (+ the ``.pt2`` safety scan)
 oracles        ground-truth reference predictors
 mediapipe      MediaPipe's selfie segmenter
 registry       ``builtin:`` names, their parameters, the reference parser
+precomputed    ``predictions:DIR``: masks produced elsewhere, one PNG per frame
 resolver       ``--model`` -> a predictor (eval) or an ``nn.Module`` (finetune)
 =============  ===========================================================================
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from stabbench.errors import ModelError, UsageError
+from stabbench.errors import ModelError, StabbenchError
 from stabbench.predictors.output import NonFinite, map_foreground, normalize_output
 from stabbench.predictors.spec import ModelSpec
 
@@ -32,9 +32,12 @@ class Predictor(Protocol):
     - ``max_batch``: int attribute; the most frames one ``predict`` call may receive
       (default: the runner's batch size). A stateful model may leave it unset: frames of a
       batch are consecutive and in order, so it can loop over them itself.
-    - ``begin_sequence(sequence)`` (advanced, used by the built-in oracles): called after
-      ``reset()`` with the :class:`~stabbench.synth.SyntheticSequence` about to be fed, so a
-      predictor can read its ground truth. Real models must not use it.
+    - ``begin_sequence(sequence)`` (advanced, used by the built-in oracles and precomputed
+      predictions): called after ``reset()`` with the sequence about to be fed: a
+      :class:`~stabbench.synth.SyntheticSequence`, or for real video a
+      :class:`~stabbench.realvideo.VideoSequence` (``id``, ``num_frames``, ``frame_names``;
+      ``masks()`` only with annotations). An oracle reads its ground truth; precomputed
+      predictions read which masks to serve. Real models must not use it.
     """
 
     def predict(self, frames: np.ndarray) -> np.ndarray: ...
@@ -92,7 +95,7 @@ def _call(method: Callable[..., Any], what: str, *args: Any) -> Any:
     """Call a predictor's method; anything it raises (``SystemExit`` included) is a ModelError."""
     try:
         return method(*args)
-    except (ModelError, UsageError, KeyboardInterrupt):
+    except (StabbenchError, KeyboardInterrupt):  # already typed (e.g. a DataError of precomputed masks)
         raise
     except BaseException as exc:  # the user's model failed: a bad-model error, with its cause
         raise ModelError(f"model failed in {what}: {type(exc).__name__}: {exc}") from exc

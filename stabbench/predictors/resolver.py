@@ -13,6 +13,9 @@
 ``package.module:factory``      a Python callable (no arguments) returning a predictor object or
                                 an ``nn.Module``; the current directory is searched *after* the
                                 installed packages, so a local file never shadows a dependency
+``predictions:DIR[,map=M]``     masks produced elsewhere, ``DIR/<sequence id>/<frame>.png``
+                                (:mod:`stabbench.predictors.precomputed`); ``map=foreground``
+                                maps any non-zero value to 1 (default ``keep``)
 ==============================  ==================================================================
 
 ``weights``: a state dict (``torch.load(weights_only=True)``; a checkpoint holding it under
@@ -44,6 +47,7 @@ from stabbench.predictors.runtimes import ArrayModelPredictor, OnnxPredictor, Tf
 from stabbench.predictors.spec import INPUT_FIELDS, ModelSpec, read_spec_file, resolve_spec, spec_file_for
 
 ENTRY_RE = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
+PREDICTIONS_PREFIX = "predictions:"
 TORCH_FORMATS = ("torchscript", "torch-pickle", "torch-export", "arch", "python-module")
 
 
@@ -52,7 +56,7 @@ TORCH_FORMATS = ("torchscript", "torch-pickle", "torch-export", "arch", "python-
 
 @dataclass(frozen=True)
 class ModelRef:
-    """``--model`` parsed: ``kind`` is builtin, arch, file or entry."""
+    """``--model`` parsed: ``kind`` is builtin, arch, file, entry or predictions."""
 
     kind: str
     text: str
@@ -68,6 +72,11 @@ def parse_model_ref(text: str) -> ModelRef:
     """Classify ``--model`` (see the module docstring); :class:`UsageError` if it is none of the forms."""
     from stabbench.models import MODEL_NAMES
 
+    if text.startswith(PREDICTIONS_PREFIX):
+        folder, params = split_reference(text[len(PREDICTIONS_PREFIX):])
+        if not folder:
+            raise UsageError(f"--model {text!r}: name the folder of masks (predictions:DIR)")
+        return ModelRef("predictions", text, folder, tuple(params))
     for prefix in ("arch:", "builtin:"):
         if text.startswith(prefix):
             name, params = split_reference(text[len(prefix):])
@@ -79,7 +88,7 @@ def parse_model_ref(text: str) -> ModelRef:
         return ModelRef("entry", text)
     raise UsageError(
         f"--model {text!r} is not an existing model file ({', '.join(MODEL_SUFFIXES)}), "
-        "a Python entry 'package.module:factory', 'builtin:NAME' or 'arch:NAME'"
+        "a Python entry 'package.module:factory', 'builtin:NAME', 'arch:NAME' or 'predictions:DIR'"
     )
 
 
@@ -132,6 +141,22 @@ def _arch(ref: ModelRef, num_classes: int | None, seed: int) -> Source:
                   extra={"arch": {"name": ref.name, "params": {**params, "num_classes": int(classes)}, "seed": seed}})
 
 
+def _predictions(ref: ModelRef) -> Source:
+    """``predictions:DIR[,map=M]`` -> a :class:`PrecomputedPredictor`; its id names the folder and the map,
+    its sha256 is :func:`predictions_digest` of the folder's masks."""
+    from stabbench.predictors.precomputed import PrecomputedPredictor, predictions_digest
+
+    params = dict(ref.params)
+    unknown = sorted(set(params) - {"map"})
+    if unknown:
+        raise UsageError(f"--model {ref.text}: unknown parameter {unknown[0]!r} (parameters: map)")
+    mapping = params.get("map", "keep")
+    predictor = PrecomputedPredictor(ref.name, mapping)
+    model_id = f"{PREDICTIONS_PREFIX}{'/'.join(Path(ref.name).resolve().parts[-2:])},map={mapping}"
+    return Source(predictor, "predictions", model_id, path=Path(ref.name), sha256=predictions_digest(ref.name),
+                  extra={"predictions": {"map": mapping}})
+
+
 def load_entry(entry: str) -> tuple[Any, Path | None]:
     """Import ``package.module`` and call ``factory()``; the object and the module's source file.
 
@@ -180,6 +205,8 @@ def resolve(ref: ModelRef, *, allow_pickle: bool = False, device: str = "cpu", n
                       built.static_batch, dict(built.runtime), {"builtin": {"name": built.name, "params": built.params}})
     if ref.kind == "arch":
         return _arch(ref, num_classes, seed)
+    if ref.kind == "predictions":
+        return _predictions(ref)
     if ref.kind == "file":
         loaded = load_model_file(ref.path, allow_pickle=allow_pickle, device=device)
         return Source(loaded.obj, loaded.format, ref.text, dict(loaded.spec_layer), ref.path, sha256_file(ref.path),
@@ -297,8 +324,8 @@ def load_predictor(
     an ``arch:`` model that does not name them (the set's).
 
     ``info``: ``id``, ``format`` (torchscript, torch-export, torch-pickle, onnx, tflite, python,
-    python-module, arch, builtin), ``path``, ``sha256`` (of the model file; of the module source
-    for a Python entry; ``None`` for pure built-ins), ``preprocess``, ``preprocess_sources``
+    python-module, arch, builtin, predictions), ``path``, ``sha256`` (of the model file; of the module source
+    for a Python entry; over the mask files for ``predictions:DIR``; ``None`` for pure built-ins), ``preprocess``, ``preprocess_sources``
     (field -> default | model | file path | cli), ``preprocess_file``, ``input_processing``
     (whether the input side applies: not for predictor objects, which take raw uint8 frames),
     ``stateful`` (has ``reset``), ``device``, ``allow_pickle``, ``runtime`` (versions), and

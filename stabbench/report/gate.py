@@ -12,6 +12,12 @@ leaderboard with several rows for the baseline's name, the row of the result's s
 A result whose model produced NaN/Inf outputs fails the gate. Values are compared at the
 precision they are stored with (a leaderboard written by an older stabbench rounded to 4
 decimals: the result is rounded alike).
+
+A real-video result (``stabbench video``: ``kind`` real-video) is never compared with a
+synthetic one, not even with ``allow_different_set`` (:class:`DataError`, exit 3): its S
+is measured on estimated correspondences and means something else. Its metrics are
+S_global and S_boundary (no mIoU_syn); from a real-video ``results.json`` holding several
+models, ``model`` names the one checked.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 
 from stabbench.errors import EXIT_CHECK_FAILED, EXIT_OK, DataError, UsageError
 from stabbench.report.leaderboard import METRICS, read_rows
+from stabbench.report.results import REAL_VIDEO, SYNTHETIC
 
 #: What makes two results comparable (leaderboard column names).
 IDENTITY = ("set_sha256", "protocol_version", "boundary_width", "definitions")
@@ -37,6 +44,12 @@ class Result:
     source: str
     non_finite: int = 0
     decimals: dict[str, int | None] = field(default_factory=dict)
+    kind: str = SYNTHETIC
+
+    @property
+    def checked_metrics(self) -> tuple[str, ...]:
+        """The metrics a result of this kind defines (real video has no mIoU_syn)."""
+        return tuple(m for m in METRICS if m != "mIoU_syn") if self.kind == REAL_VIDEO else METRICS
 
 
 @dataclass(frozen=True)
@@ -93,7 +106,7 @@ def load_result(path: Path, model: str | None = None, set_sha256: str | None = N
     if not path.is_file():
         raise DataError(path, "result file not found")
     if path.suffix == ".json":
-        return _from_results_json(path)
+        return _from_results_json(path, model)
     row = select_row(path, model, set_sha256)
     try:
         metrics = {m: float(row[m]) for m in METRICS}
@@ -105,13 +118,29 @@ def load_result(path: Path, model: str | None = None, set_sha256: str | None = N
     except ValueError:
         raise DataError(path, f"non-numeric non_finite cell in the row of {row.get('model')!r}") from None
     return Result(metrics, identity, f"{path} row {row.get('model')!r}", non_finite,
-                  {m: _decimals(str(row[m])) for m in METRICS})
+                  {m: _decimals(str(row[m])) for m in METRICS}, row.get("kind") or SYNTHETIC)
 
 
-def _from_results_json(path: Path) -> Result:
+def _real_video_metrics(path: Path, results: dict, model: str | None) -> dict:
+    """The overall metrics of one model of a real-video results.json (``model``: its name)."""
+    by_model = results["metrics"]
+    compared = [name for name in by_model if name != results["reference"]["name"]]
+    name = model if model is not None else (compared[0] if len(compared) == 1 else None)
+    if name not in by_model:
+        raise DataError(path, f"name the model to check with --model (models: {', '.join(by_model)})" if name is None
+                        else f"no model {name!r} in this result (models: {', '.join(by_model)})")
+    return {m: float("nan") if by_model[name][m] is None else float(by_model[name][m]) for m in METRICS if m != "mIoU_syn"} \
+        | {"mIoU_syn": float("nan")}
+
+
+def _from_results_json(path: Path, model: str | None = None) -> Result:
     try:
         results = json.loads(path.read_text())
-        metrics = {m: float(results["metrics"][m]) for m in METRICS}
+        kind = results.get("kind", SYNTHETIC)
+        if kind == REAL_VIDEO:
+            metrics = _real_video_metrics(path, results, model)
+        else:
+            metrics = {m: float(results["metrics"][m]) for m in METRICS}
         identity = {
             "set_sha256": str(results["set"]["sha256"]),
             "protocol_version": str(results["set"]["protocol_version"]),
@@ -121,7 +150,7 @@ def _from_results_json(path: Path) -> Result:
         non_finite = int(results.get("model_outputs", {}).get("non_finite", 0))
     except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise DataError(path, f"not a stabbench results.json ({exc.__class__.__name__}: {exc})") from None
-    return Result(metrics, identity, str(path), non_finite, {m: None for m in METRICS})
+    return Result(metrics, identity, str(path), non_finite, {m: None for m in METRICS}, kind)
 
 
 def select_row(path: Path, model: str | None, set_sha256: str | None = None) -> dict:
@@ -192,10 +221,18 @@ def gate(result_path: Path, model: str | None, thresholds: tuple[str, ...], base
     if not parsed and baseline is None:
         raise UsageError("nothing to check: give --min METRIC=VALUE and/or --baseline")
     result = load_result(result_path, model)
+    undefined = [m for m, _ in parsed if m not in result.checked_metrics]
+    if undefined:
+        raise UsageError(f"{result.source}: a {result.kind} result has no {undefined[0]} "
+                         f"(its metrics: {', '.join(result.checked_metrics)})")
     notes: list[str] = []
     base = None
     if baseline is not None:
         base = load_result(baseline, baseline_model, result.identity["set_sha256"])
+        if base.kind != result.kind:
+            raise DataError(baseline, f"the baseline is a {base.kind} result and {result.source} a {result.kind} one: "
+                                      "S on real video (estimated flow) is never compared with S on a synthetic set "
+                                      "(--allow-different-set does not apply)")
         differs = comparability(result, base)
         if differs and not allow_different_set:
             raise DataError(baseline, "the baseline was not measured like the result (" + "; ".join(differs)
@@ -204,7 +241,7 @@ def gate(result_path: Path, model: str | None, thresholds: tuple[str, ...], base
         if differs:
             notes.append("WARNING: comparing results measured differently (--allow-different-set): " + "; ".join(differs))
     checks = run_checks(result.metrics, parsed, None if base is None else base.metrics,
-                        f"baseline {baseline_model or baseline}", tolerance,
+                        f"baseline {baseline_model or baseline}", tolerance, result.checked_metrics,
                         decimals=None if base is None else base.decimals)
     if result.non_finite:  # a broken model never passes
         checks.append(Check("finite", -float(result.non_finite), 0.0, f"{result.non_finite} model outputs held NaN/Inf"))

@@ -30,6 +30,7 @@ import numpy as np
 
 from stabbench.errors import DataError
 from stabbench.fileio import atomic_write_bytes, atomic_write_json, pid_alive, sha256_bytes
+from stabbench.predictors.precomputed import MASK_SUFFIX, mask_name
 
 PREDICTIONS_DIR = "predictions"
 INDEX_FILE = "index.json"
@@ -40,8 +41,8 @@ PNG_COMPRESSION = 1
 
 
 def frame_name(k: int) -> str:
-    """File name of frame ``k``: ``00000.png``, ``00001.png``, ..."""
-    return f"{k:05d}.png"
+    """File name of frame ``k``: ``00000.png``, ``00001.png``, ... (the names ``--model predictions:DIR`` reads)."""
+    return mask_name(k) + MASK_SUFFIX
 
 
 def encode_labels(labels: np.ndarray) -> bytes:

@@ -29,6 +29,8 @@ from stabbench.metrics import DEFINITIONS, sequence_rows, summarize
 RESULTS_FORMAT = "stabbench-results"
 RESULTS_FORMAT_VERSION = 1
 HEADLINE = ("S_global", "S_boundary", "mIoU_syn")
+#: ``kind`` of a result: an eval on a synthetic set (absent in results written before real video) or real video.
+SYNTHETIC, REAL_VIDEO = "synthetic", "real-video"
 
 
 def set_info(dataset) -> dict:
@@ -138,19 +140,24 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 def write_outputs(out: Path, results: dict, overwrite: bool = False, plot: bool = True,
                   predictions: Path | None = None) -> list[Path]:
-    """Write the folder atomically: built beside ``out`` (``.OUT.tmp-PID``), every file fsync-ed,
-    then renamed into place while holding a lock on the parent folder. An existing ``out`` is
-    replaced only with ``overwrite`` (else :class:`OutputConflictError`). On any failure the
-    temporary folder is removed and ``out`` is untouched; stale temporaries of dead runs are
-    removed too. ``predictions``: a finished staging folder of saved predictions
-    (:mod:`stabbench.report.predictions`), moved into the output as ``predictions/``."""
+    """Write the eval folder atomically (see :func:`publish_folder`). ``predictions``: a finished
+    staging folder of saved predictions (:mod:`stabbench.report.predictions`), moved into the
+    output as ``predictions/`` before it is published."""
     def fill(tmp: Path) -> None:
         _write_files(tmp, results, plot)
         if predictions is not None:
             os.replace(predictions, tmp / "predictions")
 
+    return publish_folder(out, fill, overwrite)
+
+
+def publish_folder(out: Path, fill, overwrite: bool = False) -> list[Path]:
+    """Publish a results folder atomically (:func:`stabbench.fileio.publish_dir`): ``fill(folder)``
+    writes the files into a folder built beside ``out``, then renamed into place. An existing
+    ``out`` is replaced only with ``overwrite`` (else :class:`OutputConflictError`)."""
     out = Path(out)
     publish_dir(out, fill, check=lambda: _check_replaceable(out, overwrite))
+    return sorted(out.iterdir())
     return sorted(out.iterdir())
 
 
@@ -190,6 +197,8 @@ def load_results(path: Path) -> dict:
         raise DataError(path, f"cannot read results ({exc})") from None
     if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
         raise DataError(path, "not a stabbench results.json")
+    if results.get("kind", SYNTHETIC) != SYNTHETIC:
+        raise DataError(path, f"a {results.get('kind')} result, not a synthetic-set eval result (it cannot be merged)")
     sections = {"model": dict, "set": dict, "settings": dict, "metrics": dict, "state": dict}
     bad = [k for k, kind in sections.items() if not isinstance(results.get(k), kind)]
     if bad:

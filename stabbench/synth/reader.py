@@ -16,6 +16,8 @@ pixel ``(x, y)`` of frame ``t`` is in frame ``t+1``.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from functools import cached_property
 from pathlib import Path
 from typing import Iterator
@@ -33,6 +35,37 @@ from stabbench.synth.writer import MANIFEST_FILE, RUN_FILE, SET_FORMAT, SET_FORM
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 
 
+class SourceCache:
+    """The last few decoded source images and labels of a compact set, shared by its sequences
+    (a source serves several consecutive sequences: 6 under the paper protocol, 30 under the
+    grid). Keyed by file name and sha256 (each entry was checked against it when decoded);
+    entries are read-only arrays. Thread-safe (the runner reads ahead in a thread)."""
+
+    def __init__(self, capacity: int = 4):
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:  # pickled (a set sent to a spawned process): empty, no lock
+        return {"capacity": self.capacity}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["capacity"])
+
+    def get(self, key: tuple, load) -> np.ndarray:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        array = load()
+        array.flags.writeable = False
+        with self._lock:
+            self._entries[key] = array
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        return array
+
+
 class SyntheticSequence:
     """One sequence of a synthetic set: files are read, or (compact sets) frames rendered, on demand.
 
@@ -43,8 +76,9 @@ class SyntheticSequence:
     copy one frame out of the rendered ones, which stay until taken.
     """
 
-    def __init__(self, root: Path, record: dict, versions: dict | None = None):
+    def __init__(self, root: Path, record: dict, versions: dict | None = None, sources: SourceCache | None = None):
         self.root = root
+        self._sources = sources if sources is not None else SourceCache(capacity=2)
         self.folder = root / record["id"]
         self.record = record
         self.versions = versions or {}
@@ -137,7 +171,11 @@ class SyntheticSequence:
         """The source image or label of a compact sequence, confined, checked and decoded."""
         files = self.record["render"]["source_files"]
         path = member_path(self.root, SOURCES_DIR, files[key])
-        return self._decode(path, read_member(path, files[key + "_bytes"], files[key + "_sha256"]), f"source {key}", flags)
+
+        def load() -> np.ndarray:
+            return self._decode(path, read_member(path, files[key + "_bytes"], files[key + "_sha256"]), f"source {key}", flags)
+
+        return self._sources.get((files[key], files[key + "_sha256"], flags), load)
 
     def _render(self, part: int) -> np.ndarray:
         """The rendered frames (0) or masks (1) of a compact sequence; all of both are rendered, each
@@ -148,7 +186,7 @@ class SyntheticSequence:
 
         image = self._source("image", _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR)
         if _IMREAD_RGB is None:
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # a new array: the cached one stays BGR
         label = self._source("label", cv2.IMREAD_UNCHANGED)
         if image.ndim != 3 or label.ndim != 2:
             raise DataError(self.root / SOURCES_DIR, f"sequence {self.id}: source image must be RGB and label one channel")
@@ -219,12 +257,13 @@ class SyntheticSet:
         self.manifest = load_manifest(self.root)
         self._records = self.manifest["sequences"]
         self.format_version: int = self.manifest["format_version"]
+        self._sources = SourceCache()
 
     def __len__(self) -> int:
         return len(self._records)
 
     def __getitem__(self, i: int) -> SyntheticSequence:
-        return SyntheticSequence(self.root, self._records[i], self.manifest.get("versions"))
+        return SyntheticSequence(self.root, self._records[i], self.manifest.get("versions"), self._sources)
 
     def __iter__(self) -> Iterator[SyntheticSequence]:
         return (self[i] for i in range(len(self)))

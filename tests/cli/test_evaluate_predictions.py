@@ -47,6 +47,14 @@ def test_one_png_per_frame_holding_the_predictors_labels(small_set: Path, tmp_pa
     assert [p.name for p in tmp_path.iterdir()] == ["eval"]  # no staging folder left
 
 
+def test_saved_predictions_rescore_to_the_same_metrics_without_the_model(small_set: Path, tmp_path: Path) -> None:
+    ok(eval_cli(MODEL, small_set, tmp_path / "eval", "--no-leaderboard", "--no-plot", "--save-predictions"))
+    ok(eval_cli(f"predictions:{tmp_path / 'eval' / 'predictions'}", small_set, tmp_path / "again", "--no-leaderboard",
+                "--no-plot"))
+    first, again = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("eval", "again"))
+    assert again["metrics"] == first["metrics"] and again["per_sequence"] == first["per_sequence"]
+
+
 @pytest.mark.slow
 def test_workers_save_the_same_bytes(small_set: Path, tmp_path: Path) -> None:
     ok(eval_cli(MODEL, small_set, tmp_path / "serial", "--no-leaderboard", "--no-plot", "--save-predictions"))

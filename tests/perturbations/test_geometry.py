@@ -25,6 +25,7 @@ from perturbations.geometry import (
     apply_affine,
     compose,
     coverage,
+    coverage_dense,
     inside,
     invert,
     pair_affine,
@@ -386,6 +387,7 @@ def test_trajectories_all_types_severities_sizes(name):
             for margin in (P.VALIDITY_MARGIN, 0.0, 2.5):
                 want = pair_validity_dense(a_t, a_t1, o_t, o_t1, height, width, margin)
                 assert_same(pair_validity(a_t, a_t1, o_t, o_t1, height, width, margin), want, (severity, t, margin))
+                assert_same(coverage(a_t1, height, width, margin), coverage_dense(a_t1, height, width, margin))
             assert_same(affine_flow(pair_affine(a_t, a_t1), height, width),
                         flow_by_definition(pair_affine(a_t, a_t1), height, width))
             flow, valid = P.pair_correspondence(traj, t)
@@ -469,6 +471,7 @@ def test_random_affines_and_occluders():
         margin = float(rng.choice([1.0, 0.0, 0.5, 2.0, 1e-9, 3.7]))
         args = (a_t, a_t1, o_t, o_t1, height, width, margin)
         assert_same(outcome(pair_validity, *args), outcome(pair_validity_dense, *args), (case, args))
+        assert_same(outcome(coverage, a_t1, height, width, margin), outcome(coverage_dense, a_t1, height, width, margin))
         m = outcome(pair_affine, a_t, a_t1)
         if not isinstance(m, type):
             assert_same(outcome(affine_flow, m, height, width), outcome(flow_by_definition, m, height, width), (case, m))

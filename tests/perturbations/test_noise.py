@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from statistics import NormalDist
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import perturbations as P
-from perturbations.noise import GAUSSIAN_NOISE_STEP, rounded_gaussian
+from perturbations.noise import GAUSSIAN_NOISE_STEP, rounded_gaussian, uniform16
 from tests.helpers import rounded_std
 
 H, W = 120, 160
@@ -68,3 +69,34 @@ def test_rounded_gaussian_zero_and_determinism() -> None:
     b = rounded_gaussian(np.random.default_rng(5), (50, 3), 7.0)
     np.testing.assert_array_equal(a, b)
     assert a.shape == (50, 3)
+
+
+def _same_state(a, b) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    return bool(np.array_equal(a, b))
+
+
+def _generator(seed: int, bit_generator=np.random.PCG64) -> np.random.Generator:
+    return np.random.Generator(bit_generator(seed))
+
+
+@pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.MT19937, np.random.Philox])
+def test_uniform16_is_numpys_integers_bit_for_bit(bit_generator) -> None:
+    """The fast draw gives NumPy's values and leaves the generator where NumPy would, for every
+    parity of the count and of the buffered 32-bit half, over a chain of calls."""
+    shapes = [(0,), (1,), (2,), (3,), (4,), (5,), (7, 3), (2, 2, 2), (480, 854, 3), (9, 11), (1,), (6,)]
+    for seed, buffered in itertools.product(range(3), (False, True)):
+        fast, slow = _generator(seed, bit_generator), _generator(seed, bit_generator)
+        if buffered:  # leave one 32-bit half in PCG64's buffer
+            fast.integers(0, 1 << 32, dtype=np.uint32)
+            slow.integers(0, 1 << 32, dtype=np.uint32)
+        for shape in shapes:
+            got = uniform16(fast, shape)
+            want = slow.integers(0, 1 << 16, size=shape, dtype=np.uint16)
+            assert got.dtype == np.uint16 and got.shape == want.shape
+            np.testing.assert_array_equal(got, want, err_msg=str((seed, buffered, shape)))
+            assert _same_state(fast.bit_generator.state, slow.bit_generator.state), (seed, buffered, shape)
+        # and the streams go on identically through other kinds of draws
+        np.testing.assert_array_equal(fast.integers(0, 1000, 17), slow.integers(0, 1000, 17))
+        np.testing.assert_array_equal(fast.random(5), slow.random(5))

@@ -7,6 +7,7 @@ to the noise that the protocol adds.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import cv2
@@ -258,3 +259,23 @@ def test_warp_back_without_noise_is_interpolation_only(name: str, shapes_sample,
         agree = (masks[t + 1][ty[valid], tx[valid]] == masks[t][valid]).mean()
         assert agree > 0.985, (t, agree)
     assert np.mean(comps) < (0.01 if name == "occlusion" else 0.8)
+
+
+def test_rendered_bytes_are_pinned() -> None:
+    """Every type at severities 1 and 6, frames and masks, hashed: a compact set stores only
+    the checksums of what this code renders, so a change of a single rendered byte (a faster
+    draw, a new warp) must be a deliberate protocol change, not an accident. The digest
+    holds for the OpenCV and NumPy builds the package pins; another build may render
+    other bytes (a compact set then refuses to load, as it should)."""
+    digest = hashlib.sha256()
+    source = np.random.default_rng(7)
+    image = source.integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    label = (source.random((60, 90)) < 0.4).astype(np.uint8)
+    for name in P.PERTURBATION_NAMES:
+        for severity in (1, 6):
+            rng = np.random.default_rng([severity, sum(map(ord, name))])
+            traj = P.make_trajectory(name, severity, rng, 60, 90, num_frames=5)
+            for frame, mask in P.render_sequence(image, label, traj, rng):
+                digest.update(frame.tobytes())
+                digest.update(mask.tobytes())
+    assert digest.hexdigest() == "a829f68ef8993c764bdd00113ec2713e59f60f9a4ae21802c23513d50b8c6893"

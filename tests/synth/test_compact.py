@@ -118,3 +118,25 @@ def test_info_reports_the_layout(both) -> None:
     result = cli("info", both[0], "--json")
     summary = json.loads(result.output)
     assert summary["layout"] == "compact" and summary["format_version"] == 2
+
+
+def test_sources_are_decoded_once_per_source_and_shared_read_only(both, monkeypatch) -> None:
+    """A source serves many sequences (30 here, grid protocol): the set decodes it once (checked
+    against its sha256 then) and its sequences render from the same read-only arrays, to the
+    same bytes; a set pickled to a spawned process takes no cached pixels along."""
+    import pickle
+
+    import stabbench.synth.reader as reader
+
+    decoded = []
+    real_decode = reader.SyntheticSequence._decode
+    monkeypatch.setattr(reader.SyntheticSequence, "_decode",
+                        lambda self, path, data, what, flags: decoded.append(path.name) or real_decode(self, path, data, what, flags))
+    compact, materialized = open_set(both[0]), open_set(both[1])
+    for a, b in zip(compact, materialized):
+        assert np.array_equal(a.frames(), b.frames()) and np.array_equal(a.masks(), b.masks())
+    assert decoded.count("src_00000_image.png") == 1 and decoded.count("src_00000_label.png") == 1
+    cached = compact[0]._source("image", reader._IMREAD_RGB if reader._IMREAD_RGB is not None else 1)
+    assert not cached.flags.writeable
+    clone = pickle.loads(pickle.dumps(compact))
+    assert not clone._sources._entries and np.array_equal(clone[5].masks(), compact[5].masks())

@@ -1,0 +1,101 @@
+"""``stabbench video`` end to end on one real DAVIS sequence (camel, 15 frames): annotations as
+the reference against the real OSVOS predictions; same bytes twice; the gate refuses to compare
+the result with a synthetic one; usage and output errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli, eval_cli, fails, ok, read_csv, results_of
+
+SEQ = "camel"
+
+
+@pytest.fixture(scope="module")
+def camel(davis_sample: Path, tmp_path_factory) -> tuple[Path, list[str]]:
+    work = tmp_path_factory.mktemp("video")
+    args = ["video", "-q", "--model", f"predictions:{davis_sample / 'Predictions/osvos-davis2017/480p'},map=foreground",
+            "--videos", davis_sample / "JPEGImages/480p" / SEQ, "--annotations", davis_sample / "Annotations/480p",
+            "--flow-cache", work / "flow-cache", "--bootstrap", "500", "--leaderboard", work / "lb.csv"]
+    ok(cli(*args, "--out", work / "out"))
+    return work, args
+
+
+def test_annotations_are_more_stable_than_osvos_on_camel(camel) -> None:
+    work, _ = camel
+    results = results_of(work / "out")
+    assert results["kind"] == "real-video" and results["reference"]["name"] == "annotations"
+    (osvos,) = [r for r in results["overall"] if r["model"] != "annotations"]
+    ann = results["metrics"]["annotations"]
+    assert 85 < ann["S_boundary"] < 100 and 50 < osvos["coverage_pct"] < 100  # flow fails somewhere: < 100
+    assert osvos["S_boundary"] < ann["S_boundary"] and osvos["dS_boundary_hi"] < 0
+    assert osvos["S_boundary_verdict"] == "less stable"
+    assert osvos["fb_coverage_pct"] >= osvos["coverage_pct"]  # the criterion only removes pixels
+    rows = read_csv(work / "out" / "per_video.csv")
+    assert {r["video"] for r in rows} == {SEQ} and len(rows) == 2
+    board = read_csv(work / "lb.csv")
+    assert {r["kind"] for r in board} == {"real-video"} and {r["protocol"] for r in board} == {"real-video"}
+    assert results["settings"]["motion_boundary"] == {"alpha": 0.01, "beta": 0.002}
+    assert results["settings"]["bootstrap"]["seed"] == 0 and len(results["set"]["videos"][SEQ]["sha256"]) == 64
+
+
+def test_same_command_same_bytes_and_cache_reused(camel) -> None:
+    work, args = camel
+    ok(cli(*args, "--out", work / "again", "--no-leaderboard"))
+    assert (work / "again" / "results.json").read_bytes() == (work / "out" / "results.json").read_bytes()
+    line = fails(cli(*args, "--out", work / "out", "--no-leaderboard"), 4)
+    assert "already exists" in line
+    line = fails(cli(*args, "--out", work / "third"), 4)  # same rows on the leaderboard: refused before measuring
+    assert "already has a row for model" in line and not (work / "third").exists()
+
+
+def test_gate_refuses_real_video_against_synthetic(camel, small_set: Path, tmp_path: Path) -> None:
+    work, _ = camel
+    ok(eval_cli("builtin:oracle", small_set, tmp_path / "syn", "--no-leaderboard", "--no-plot", "--workers", "0"))
+    model = json.loads((work / "out" / "results.json").read_text())["overall"][0]["model"]
+    for result, baseline in ((work / "out", tmp_path / "syn"), (tmp_path / "syn", work / "out")):
+        line = fails(cli("gate", result, "--model", model, "--baseline", baseline, "--allow-different-set"), 3)
+        assert "never compared with S on a synthetic set" in line
+    # against itself (its own leaderboard row) the gate works, on S_global and S_boundary only
+    result = cli("gate", work / "out", "--model", model, "--baseline", work / "lb.csv", "--baseline-model", model)
+    assert result.exit_code == 0, result.output
+    assert "mIoU_syn" not in result.stdout and "all 2 checks passed" in result.stdout
+    fails(cli("gate", work / "out", "--model", model, "--min", "mIoU_syn=50"), 2)
+
+
+def test_usage_errors(davis_sample: Path, tmp_path: Path) -> None:
+    base = ["video", "-q", "--model", "builtin:constant", "--videos", davis_sample / "JPEGImages/480p" / SEQ,
+            "--out", tmp_path / "o", "--no-leaderboard"]
+    assert "exactly one" in fails(cli(*base), 2)
+    assert "exactly one" in fails(cli(*base, "--annotations", tmp_path, "--reference", "builtin:oracle"), 2)
+    line = fails(cli(*base, "--annotations", tmp_path / "empty-ann", "--flow-cache", tmp_path / "fc"), 3)
+    assert "empty-ann" in line
+
+
+def test_reference_model_and_a_constant_model(camel, davis_sample: Path) -> None:
+    """Against OSVOS as the reference (band on its edges), a constant prediction is trivially more stable."""
+    work, _ = camel
+    osvos = f"predictions:{davis_sample / 'Predictions/osvos-davis2017/480p'},map=foreground"
+    ok(cli("video", "-q", "--model", "builtin:constant", "--reference", osvos, "--videos",
+           davis_sample / "JPEGImages/480p" / SEQ, "--flow-cache", work / "flow-cache", "--bootstrap", "200",
+           "--no-leaderboard", "--out", work / "ref"))
+    results = results_of(work / "ref")
+    assert results["reference"]["kind"] == "model" and results["reference"]["name"].startswith("predictions:")
+    const = results["metrics"]["builtin:constant,class=0"]
+    assert const["S_global"] == const["S_boundary"] == 100.0
+    assert const["S_boundary_verdict"] == "more stable" and const["dS_boundary_lo"] > 0
+
+
+def test_frames_too_small_for_flow(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for k in range(2):
+        (tmp_path / "v" / "clip").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (10, 8)).save(tmp_path / "v" / "clip" / f"{k:05d}.png")
+    line = fails(cli("video", "-q", "--model", "builtin:constant", "--reference", "builtin:constant,class=1",
+                     "--videos", tmp_path / "v", "--out", tmp_path / "o", "--no-leaderboard",
+                     "--flow-cache", tmp_path / "fc"), 3)
+    assert "00000.png" in line and "at least 12x12" in line
