@@ -39,25 +39,64 @@ VISUALS_FORMAT_VERSION = 1
 FORMATS = ("gif", "mp4")
 #: Longest model name written on an A|B panel.
 NAME_CHARS = 40
+#: What ``show --model`` must share with the result's model (the keys of ``results.json["model"]``).
+MODEL_IDENTITY = ("id", "sha256", "weights_sha256", "preprocess")
 
 
 @dataclass(frozen=True)
 class ShownResult:
-    """An eval result with its saved predictions: ``folder``, ``results`` (results.json), ``predictions``."""
+    """An eval result and where its labels come from: ``folder``, ``results`` (results.json), and
+    ``predictions`` (:class:`SavedPredictions`, or :class:`ModelPredictions` with ``--model``)."""
 
     folder: Path
     results: dict
-    predictions: SavedPredictions
+    predictions: SavedPredictions | ModelPredictions
 
     @property
     def model_name(self) -> str:
+        """The result's name (``--name`` of eval, else the model id)."""
         model = self.results["model"]
-        name = str(model.get("name") or model.get("id") or "model")
+        return str(model.get("name") or model.get("id") or "model")
+
+    @property
+    def short_name(self) -> str:
+        """:attr:`model_name`, cut to :data:`NAME_CHARS` for an A|B panel's label."""
+        name = self.model_name
         return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 3] + "..."
 
     @property
     def band_width(self) -> int:
         return int(self.results["settings"].get("boundary_width", BAND_WIDTH))
+
+
+class ModelPredictions:
+    """Labels made now by the result's own model (``show --model``), for the sequences shown only.
+
+    ``loaded`` (a :class:`~stabbench.predictors.resolver.LoadedModel`) must be the model the
+    result records (same id, file sha256, weights and pre/post-processing), else exit 3: the clip
+    must show the predictions that were scored.
+    """
+
+    def __init__(self, folder: Path, results: dict, loaded, dataset, batch_size: int | None = None):
+        for key in MODEL_IDENTITY:
+            if loaded.info.get(key) != results["model"].get(key):
+                raise DataError(folder, f"--model is not the model of this result ({key} differs: "
+                                        f"{loaded.info.get(key)!r} vs {results['model'].get(key)!r})")
+        self.loaded, self.dataset, self.batch_size = loaded, dataset, batch_size
+        self.positions = {seq.id: i for i, seq in enumerate(dataset)}
+
+    def labels(self, seq_id: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """``(N, H, W)`` labels of sequence ``seq_id``, checked as eval checks them (exit 5 on a bad output)."""
+        from stabbench.evaluation.sequence import predict_checked
+        from stabbench.evaluation.state import EvalState
+        from stabbench.metrics import ConfusionMeter, StabilityMeter
+
+        seq = self.dataset[self.positions[seq_id]]
+        num_classes = len(self.dataset.classes)
+        scratch = EvalState(StabilityMeter(), ConfusionMeter(num_classes=num_classes))
+        labels = predict_checked(self.loaded.predictor, seq, seq.frames(), scratch, self.loaded.spec, self.batch_size,
+                                 False, num_classes)
+        return labels.astype(np.uint8, copy=False)
 
 
 def open_result(folder: Path) -> ShownResult:
@@ -67,18 +106,18 @@ def open_result(folder: Path) -> ShownResult:
     return ShownResult(folder, results, SavedPredictions(folder, results))
 
 
-def open_matching_set(result: ShownResult, set_dir: Path | None):
-    """The synthetic set of ``result`` (its recorded path, or ``set_dir``), refused (exit 3) unless its
+def open_matching_set(folder: Path, results: dict, set_dir: Path | None):
+    """The synthetic set of a result (its recorded path, or ``set_dir``), refused (exit 3) unless its
     manifest's sha256 is the one the result records."""
     from stabbench.synth import open_set
 
-    recorded = result.results["set"].get("path")
+    recorded = results["set"].get("path")
     root = Path(set_dir) if set_dir is not None else Path(str(recorded))
     if set_dir is None and not root.is_dir():
         raise DataError(root, "the result's synthetic set (path recorded in results.json) is not there; pass --set")
     dataset = open_set(root)
-    if sha256_file(root / "manifest.json") != result.results["set"].get("sha256"):
-        raise DataError(root, f"this is not the set {result.folder} was evaluated on (manifest sha256 differs from "
+    if sha256_file(root / "manifest.json") != results["set"].get("sha256"):
+        raise DataError(root, f"this is not the set {folder} was evaluated on (manifest sha256 differs from "
                               "results.json's set.sha256)")
     return dataset
 
@@ -178,7 +217,7 @@ def _render_into(folder: Path, seq, row: dict, a: ShownResult, b: ShownResult | 
         labels_b = _labels(b, seq)
         seen_b = sequence_flicker(labels_b, masks, pairs, b.band_width)
         clip_b = render_clip(frames, labels_b, seen_b.flicker, seen_b.band)
-        panel = side_by_side(clip, clip_b, f"A: {a.model_name}", f"B: {b.model_name}")
+        panel = side_by_side(clip, clip_b, f"A: {a.short_name}", f"B: {b.short_name}")
         paths = _write_clip(folder, "compare", panel, formats, pool, pending)
         b_row = next((r for r in b.results.get("per_sequence") or [] if r["sequence"] == seq.id), {})
         item["compare"] = {"model_b": b.model_name, **paths,
@@ -188,20 +227,28 @@ def _render_into(folder: Path, seq, row: dict, a: ShownResult, b: ShownResult | 
 
 def show(result_dir: Path, *, set_dir: Path | None = None, sequences: tuple[str, ...] | None = None, worst: int = 3,
          compare_dir: Path | None = None, formats: tuple[str, ...] = FORMATS, out: Path | None = None,
-         overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> Path:
+         overwrite: bool = False, progress: Callable[[int, int], None] | None = None, model=None,
+         batch_size: int | None = None) -> Path:
     """Render the chosen sequences of a result (see the module docstring); return the output folder.
 
-    Everything is checked before anything is rendered: saved predictions of both results, the
-    set's identity, the sequence ids, an existing output (exit 4 without ``overwrite``).
+    ``model``: a loaded predictor (:class:`~stabbench.predictors.resolver.LoadedModel`) that must be
+    the result's model: its labels are made now, for the chosen sequences only, instead of read
+    from saved predictions. Everything is checked before anything is rendered: saved
+    predictions of both results (or the model's identity), the set's identity, the sequence ids,
+    an existing output (exit 4 without ``overwrite``).
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise UsageError(f"--format: {', '.join(unknown) or 'nothing'} given; choose from {', '.join(FORMATS)}")
-    a = open_result(Path(result_dir))
+    folder = Path(result_dir)
+    results = load_results(folder)
     b = open_result(Path(compare_dir)) if compare_dir is not None else None
+    dataset = open_matching_set(folder, results, set_dir)
+    labels = SavedPredictions(folder, results) if model is None else ModelPredictions(folder, results, model, dataset,
+                                                                                      batch_size)
+    a = ShownResult(folder, results, labels)
     if b is not None:
         check_comparable(a, b)
-    dataset = open_matching_set(a, set_dir)
     rows = choose_sequences(a.results, sequences, worst)
     positions = {seq.id: i for i, seq in enumerate(dataset)}
     missing = [row["sequence"] for row in rows if row["sequence"] not in positions]

@@ -154,3 +154,22 @@ def test_a_changed_prediction_is_refused(evals: dict[str, Path], tmp_path: Path)
 ])
 def test_usage_errors(evals: dict[str, Path], tmp_path: Path, args, words) -> None:
     assert words in fails(show(evals["a"], "--out", tmp_path / "vis", *args), 2)
+
+
+def test_model_renders_what_the_saved_predictions_render(evals: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    bare = tmp_path / "eval-flicker-bare"
+    shutil.copytree(evals["a"], bare)
+    shutil.rmtree(bare / "predictions")
+    results_a = results(evals["a"])
+    del results_a["predictions"]
+    (bare / "results.json").write_text(json.dumps(results_a))  # the same result, without saved predictions
+    assert "--save-predictions" in fails(show(bare, "--out", tmp_path / "x"), 3)
+    ok(show(bare, "--model", "builtin:flicker,rate=0.1", "--worst", "2", "--out", tmp_path / "ran" / "vis"))
+    ok(show(evals["a"], "--worst", "2", "--out", tmp_path / "saved" / "vis"))
+    ran, saved = tree_hashes(tmp_path / "ran"), tree_hashes(tmp_path / "saved")
+    ran.pop("vis/visuals.json"), saved.pop("vis/visuals.json")  # they name different result folders
+    assert ran == saved
+    line = fails(show(bare, "--model", "builtin:flicker,rate=0.2", "--out", tmp_path / "y"), 3)
+    assert "not the model of this result (id differs" in line
