@@ -118,7 +118,8 @@ def finish_staging(folder: Path, frames_per_sequence: dict[str, int]) -> dict:
         names = sorted(p.name for p in (folder / seq_id).glob("*.png")) if (folder / seq_id).is_dir() else []
         expected = [frame_name(k) for k in range(frames_per_sequence[seq_id])]
         if names != expected:
-            raise DataError(folder / seq_id, f"saved predictions hold {len(names)} frames, expected {len(expected)}")
+            hint = " (under torchrun on several nodes, --out must be on a volume every node sees)" if not names else ""
+            raise DataError(folder / seq_id, f"saved predictions hold {len(names)} frames, expected {len(expected)}{hint}")
         index[seq_id] = [_hash_and_sync(folder / seq_id / name) for name in names]
     extra = sorted(p.name for p in folder.iterdir() if p.name not in index)
     if extra:
