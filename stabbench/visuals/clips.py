@@ -1,7 +1,7 @@
 """Writing clips: animated GIF (Pillow) and MP4 (H.264, the ffmpeg of imageio-ffmpeg), and A|B panels.
 
-Same frames, same bytes: the GIF is quantised per frame with Pillow's fast octree (no
-dithering, no randomness); the MP4 is encoded by libx264 (preset ultrafast) single-threaded
+Same frames, same bytes: the GIF has one palette for the clip (Pillow's fast octree of
+the frames, plus colours kept exactly), no dithering, no randomness; the MP4 is encoded by libx264 (preset ultrafast) single-threaded
 with bit-exact flags and no metadata (deterministic for one ffmpeg/x264 build, the one
 ``imageio-ffmpeg`` ships; another build may write other bytes).
 """
@@ -32,13 +32,31 @@ def _check_frames(frames: Sequence[np.ndarray]) -> None:
             raise ValueError(f"clip frames must all be (H, W, 3) uint8 of one shape, got {frame.shape} {frame.dtype}")
 
 
-def write_gif(path: Path, frames: Sequence[np.ndarray], fps: int = FPS) -> None:
-    """Animated GIF of ``(H, W, 3)`` uint8 RGB ``frames``, looping."""
+def clip_palette(frames: Sequence[np.ndarray], keep: Sequence[tuple[int, int, int]] = ()):
+    """One 256-colour Pillow palette for a whole clip: the ``keep`` colours exactly, the rest a fast
+    octree of every frame (every 4th pixel in each direction). One palette for all frames: no
+    colour shimmer between frames that a GIF viewer would show as flicker."""
+    from PIL import Image
+
+    sample = np.concatenate([f[::4, ::4] for f in frames], axis=0)
+    octree = Image.fromarray(np.ascontiguousarray(sample)).quantize(256 - len(keep), method=Image.Quantize.FASTOCTREE,
+                                                                    dither=Image.Dither.NONE)
+    colours = [c for rgb in keep for c in rgb] + octree.getpalette()[: 3 * (256 - len(keep))]
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(colours + [0] * (768 - len(colours)))
+    return palette
+
+
+def write_gif(path: Path, frames: Sequence[np.ndarray], fps: int = FPS,
+              keep: Sequence[tuple[int, int, int]] = ()) -> None:
+    """Animated GIF of ``(H, W, 3)`` uint8 RGB ``frames``, looping, on one :func:`clip_palette`
+    (``keep``: colours that must stay exact, e.g. the overlay's); each pixel takes its nearest
+    palette colour, no dithering."""
     from PIL import Image
 
     _check_frames(frames)
-    images = [Image.fromarray(f).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
-              for f in frames]
+    palette = clip_palette(frames, keep)
+    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
     images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0,
                    optimize=False)
 

@@ -30,7 +30,7 @@ from stabbench.report.results import load_results
 from stabbench.visuals.clips import side_by_side, write_gif, write_mp4
 from stabbench.visuals.flicker import sequence_flicker
 from stabbench.visuals.heatmap import draw_heatmap, source_flicker_rate
-from stabbench.visuals.overlay import render_clip
+from stabbench.visuals.overlay import FLICKER_RGB, OUTLINE_RGB, render_clip
 from stabbench.visuals.select import worst_sequences
 
 VISUALS_FILE = "visuals.json"
@@ -39,6 +39,8 @@ VISUALS_FORMAT_VERSION = 1
 FORMATS = ("gif", "mp4")
 #: Longest model name written on an A|B panel.
 NAME_CHARS = 40
+#: Colours a GIF keeps exactly: the overlay's, and the black-on-white labels of A|B panels.
+GIF_COLOURS = (FLICKER_RGB, OUTLINE_RGB, (255, 255, 255), (0, 0, 0))
 #: What ``show --model`` must share with the result's model (the keys of ``results.json["model"]``).
 MODEL_IDENTITY = ("id", "sha256", "weights_sha256", "preprocess")
 
@@ -158,7 +160,7 @@ def _write_clip(folder: Path, stem: str, frames: list[np.ndarray], formats: tupl
         pending.append(pool.submit(write_mp4, folder / f"{stem}.mp4", frames))
         paths["mp4"] = f"{folder.name}/{stem}.mp4"
     if "gif" in formats:
-        write_gif(folder / f"{stem}.gif", frames)
+        write_gif(folder / f"{stem}.gif", frames, keep=GIF_COLOURS)
         paths["gif"] = f"{folder.name}/{stem}.gif"
     return {f"clip_{fmt}": paths.get(fmt) for fmt in FORMATS}
 
@@ -209,7 +211,8 @@ def _render_into(folder: Path, seq, row: dict, a: ShownResult, b: ShownResult | 
                 **_write_clip(folder, "clip", clip, formats, pool, pending)}
     with stage("heatmap"):
         rate, _ = source_flicker_rate(seen.inconsistent, seen.tracked, seq.trajectory.affines, seq.shape)
-        _write_png(folder / "heatmap.png", draw_heatmap(frames[0], rate, title="flicker rate"))  # frame 0 = the source
+        source = seq.source_image()  # None for a materialized set: its frame 0 (the source but for an occluder)
+        _write_png(folder / "heatmap.png", draw_heatmap(frames[0] if source is None else source, rate, title="flicker rate"))
     item["heatmap"] = f"{folder.name}/heatmap.png"
     item["inconsistent_pixels"] = int(np.count_nonzero(seen.inconsistent))
     item["compare"] = None

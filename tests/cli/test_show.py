@@ -73,14 +73,14 @@ def test_heatmap_and_clip_are_the_pure_functions_on_the_saved_predictions(evals:
     assert seen.inconsistent.sum() == item["inconsistent_pixels"] > 0
     rate, _ = source_flicker_rate(seen.inconsistent, seen.tracked, seq.trajectory.affines, seq.shape)
     written = cv2.cvtColor(cv2.imread(str(out / item["heatmap"])), cv2.COLOR_BGR2RGB)
-    np.testing.assert_array_equal(written, draw_heatmap(frames[0], rate, title="flicker rate"))
+    np.testing.assert_array_equal(written, draw_heatmap(seq.source_image(), rate, title="flicker rate"))
     clip = render_clip(frames, labels, seen.flicker, seen.band)
     with Image.open(out / item["clip_gif"]) as gif:
         gif.seek(2)
         decoded = np.asarray(gif.convert("RGB")).astype(int)
     assert np.abs(decoded - clip[2]).mean() < 6  # quantised to 256 colours
     red = (decoded[..., 0] > 200) & (decoded[..., 1] < 60) & (decoded[..., 2] < 60)
-    assert red[seen.flicker[2]].mean() > 0.95  # the flicker pixels stay red
+    assert red[seen.flicker[2]].all()  # the flicker red is a colour the GIF palette keeps exactly
 
 
 def test_compare_renders_a_labelled_a_b_clip(evals: dict[str, Path], tmp_path: Path) -> None:

@@ -62,3 +62,17 @@ def test_an_mp4_that_cannot_be_written_is_an_os_error_naming_it(tmp_path: Path) 
     with pytest.raises(OSError, match="ffmpeg could not write the MP4") as excinfo:
         write_mp4(path, frames())
     assert excinfo.value.filename == str(path)
+
+
+def test_gif_keeps_the_overlay_colours_exact_on_a_photo(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    clip = [rng.integers(0, 256, (40, 60, 3), dtype=np.uint8) for _ in range(3)]  # thousands of colours
+    for k, frame in enumerate(clip):
+        frame[5 + k, 10:20] = (255, 0, 0)
+    write_gif(tmp_path / "a.gif", clip, keep=[(255, 0, 0)])
+    with Image.open(tmp_path / "a.gif") as image:
+        for k in range(3):
+            image.seek(k)
+            decoded = np.asarray(image.convert("RGB"))
+            assert (decoded[5 + k, 10:20] == (255, 0, 0)).all()
+            assert np.abs(decoded.astype(int) - clip[k]).mean() < 20  # 256 colours for a random image: close
