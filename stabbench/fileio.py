@@ -127,6 +127,50 @@ def locked_dir(folder: str | Path, *, wait: bool = True, timeout: float = 60.0) 
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def pid_alive(pid: int | str) -> bool:
+    """Whether process ``pid`` exists (``False`` for text that is not a pid): tells a dead run's
+    temporaries from a live one's."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def publish_dir(out: Path, fill: Callable[[Path], None], *, check: Callable[[], None]) -> None:
+    """Publish the folder ``out`` atomically: ``fill(tmp)`` builds it in ``.OUT.tmp-PID`` beside
+    it, which is then renamed into place (an existing ``out`` swapped out and removed), all
+    while holding a lock on the parent folder. ``check()`` runs first under the lock and raises
+    to refuse (an existing output without ``--overwrite``). On any failure the temporary folder
+    is removed and ``out`` is untouched; stale temporaries of dead runs are removed too."""
+    import shutil
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with locked_dir(out.parent):
+        check()
+        for stale in out.parent.glob(f".{out.name}.tmp-*"):
+            if stale.is_dir() and not pid_alive(stale.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tmp.mkdir()
+            fill(tmp)
+            if out.exists():
+                old = out.with_name(f".{out.name}.old-{os.getpid()}")
+                out.rename(old)
+                tmp.rename(out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        fsync_dir(out.parent)
+
+
 def package_version(*dists: str) -> str | None:
     """The installed version of the first distribution of ``dists`` found, else ``None``."""
     for dist in dists:
@@ -163,6 +207,8 @@ __all__ = [
     "fsync_dir",
     "locked_dir",
     "package_version",
+    "pid_alive",
+    "publish_dir",
     "sha256_bytes",
     "sha256_file",
     "temporary_name",

@@ -12,6 +12,7 @@ from stabbench.cli.evaluate import eval_cmd, merge
 from stabbench.cli.finetune import finetune
 from stabbench.cli.gate import gate, leaderboard_cmd
 from stabbench.cli.report import report_cmd
+from stabbench.cli.show import show
 from stabbench.cli.synth import export, info, synth
 from stabbench.cli.video import video_cmd
 
@@ -32,10 +33,11 @@ def main():
     stabbench report       one self-contained HTML page from results (leaderboard, plots, clips)
     stabbench finetune     fine-tune a model with the Coherent Loss (or train one from scratch)
     stabbench video        compare models' stability on real video with a reference
+    stabbench show         clips and flicker heatmaps of a result's sequences (saved predictions)
     """
 
 
-for command in (synth, info, export, eval_cmd, merge, gate, leaderboard_cmd, finetune, video_cmd, report_cmd):
+for command in (synth, info, export, eval_cmd, merge, gate, leaderboard_cmd, finetune, video_cmd, show, report_cmd):
     main.add_command(command)
 
 __all__ = ["main"]

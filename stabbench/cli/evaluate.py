@@ -59,9 +59,12 @@ def with_leaderboard_options(f):
               "(0: all in this process; default: STABBENCH_WORKERS, else the cores available).")
 @click.option("--allow-nonfinite", is_flag=True, help="Score a model whose outputs hold NaN/Inf (as 0 / +-1e30) and record "
                                                       "it as a warning, instead of failing (exit 5); the gate fails such a result.")
+@click.option("--save-predictions", is_flag=True, help="Also write the predicted labels, OUT/predictions/<sequence>/"
+              "<k:05d>.png (8-bit class ids, sha256 indexed), for `stabbench show` and re-scoring without the model.")
 @reports_errors
 def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, replace, overwrite, no_plot, boundary_width,
-             shard, quiet, preprocess_json, allow_pickle, device, batch_size, workers, allow_nonfinite, **spec):
+             shard, quiet, preprocess_json, allow_pickle, device, batch_size, workers, allow_nonfinite, save_predictions,
+             **spec):
     """Evaluate a model's temporal stability on a synthetic set.
 
     Writes OUT/results.json, per-sequence, per-perturbation-x-severity and per-class CSVs and a
@@ -73,6 +76,7 @@ def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, re
     from stabbench.evaluation.parallel import default_workers
     from stabbench.predictors import load_predictor
     from stabbench.report.leaderboard import recognise, upsert_row
+    from stabbench.report.predictions import PredictionWriter
     from stabbench.report.results import build_results, leaderboard_row, set_info, write_outputs
     from stabbench.synth import open_set
 
@@ -98,21 +102,30 @@ def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, re
     if workers is None:
         workers = default_workers() if ranks is None else 0  # under torchrun the ranks are the parallelism
 
+    staging = start_saving_predictions(out_dir, ranks) if save_predictions else None
+
     def run():
         with progress_bar("eval", "sequences", quiet=quiet or not leader) as bar:
             return evaluate(loaded.predictor, dataset, spec=loaded.spec, band_width=boundary_width,
                             batch_size=batch_size, shard=shard_range, progress=counter(bar, "eval"),
-                            allow_non_finite=allow_nonfinite, workers=workers)
+                            allow_non_finite=allow_nonfinite, workers=workers,
+                            on_labels=None if staging is None else PredictionWriter(staging))
 
-    if ranks is None:
-        state = run()
-    else:
-        state = evaluate_across_ranks(ranks, device, run)
-        if state is None:  # not rank 0: rank 0 writes
-            return
-        shard_range = (0, 1)
-    results = build_results(state, info, set_meta, boundary_width, shard_range)
-    write_outputs(out_dir, results, overwrite=overwrite, plot=not no_plot)
+    try:
+        if ranks is None:
+            state = run()
+        else:
+            state = evaluate_across_ranks(ranks, device, run)
+            if state is None:  # not rank 0: rank 0 writes (and takes this rank's saved predictions)
+                return
+            shard_range = (0, 1)
+        results = build_results(state, info, set_meta, boundary_width, shard_range)
+        if staging is not None:
+            results["predictions"] = finish_saving_predictions(staging, out_dir, ranks, dataset, state)
+        write_outputs(out_dir, results, overwrite=overwrite, plot=not no_plot, predictions=staging)
+    except BaseException:
+        discard_saved_predictions(staging, out_dir, ranks)
+        raise
     print_results(results)
     if board is not None:
         upsert_row(board, leaderboard_row(results), replace=replace)
@@ -136,6 +149,46 @@ def merge(shards, out, leaderboard, no_leaderboard, replace, overwrite, no_plot)
     print_results(results)
     if not no_leaderboard:
         upsert_row(Path(leaderboard), leaderboard_row(results), replace=replace)
+
+
+def start_saving_predictions(out_dir: Path, ranks) -> Path:
+    """The staging folder this process writes its predictions to (``.OUT.predictions-PID``, or
+    ``-rankRofW`` under torchrun: every rank writes its own sequences beside the shared output)."""
+    import os
+
+    from stabbench.report.predictions import remove_stale_staging, staging_folder
+
+    remove_stale_staging(out_dir)
+    return staging_folder(out_dir, str(os.getpid()) if ranks is None else rank_tag(ranks.rank, ranks.world))
+
+
+def rank_tag(rank: int, world: int) -> str:
+    return f"rank{rank}of{world}"
+
+
+def finish_saving_predictions(staging: Path, out_dir: Path, ranks, dataset, state) -> dict:
+    """Rank 0 (or the one process): gather every rank's folders, hash, index; the results record."""
+    from stabbench.report.predictions import finish_staging, gather_rank_staging, staging_folder
+
+    if ranks is not None:
+        gather_rank_staging(staging, [staging_folder(out_dir, rank_tag(r, ranks.world)) for r in range(1, ranks.world)])
+    frames = {seq.id: seq.num_frames for seq in dataset if seq.id in state.groups}
+    return finish_staging(staging, frames)
+
+
+def discard_saved_predictions(staging: Path | None, out_dir: Path, ranks) -> None:
+    """On a failure: remove this process's staging folder (rank 0: every rank's)."""
+    import shutil
+
+    from stabbench.report.predictions import staging_folder
+
+    if staging is None:
+        return
+    folders = [staging]
+    if ranks is not None and ranks.leader:
+        folders += [staging_folder(out_dir, rank_tag(r, ranks.world)) for r in range(1, ranks.world)]
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def default_out_name(model: str, shard: str | None) -> str:

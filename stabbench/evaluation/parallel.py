@@ -56,7 +56,8 @@ def _score(i: int, labels: np.ndarray) -> dict:
 
 
 def evaluate_in_workers(predictor, dataset, state: EvalState, indices, workers: int, *, spec, batch_size,
-                        progress: Callable[[int, int], None] | None, allow_non_finite: bool) -> EvalState:
+                        progress: Callable[[int, int], None] | None, allow_non_finite: bool,
+                        on_labels: Callable | None = None) -> EvalState:
     """See the module docstring; ``state`` is the empty state to fill (its meters' settings are used)."""
     from stabbench.evaluation.sequence import predict_checked
 
@@ -81,6 +82,8 @@ def evaluate_in_workers(predictor, dataset, state: EvalState, indices, workers: 
             seq = dataset[i]
             labels = predict_checked(predictor, seq, frames, state, spec, batch_size, allow_non_finite, num_classes)
             del frames
+            if on_labels is not None:
+                on_labels(seq, labels)
             scores.append(pools[position % workers].submit(_score, i, labels))
             del labels
             while scores and (scores[0].done() or len(scores) > workers):

@@ -23,6 +23,7 @@ def evaluate(
     prefetch: bool = True,
     allow_non_finite: bool = False,
     workers: int = 0,
+    on_labels: Callable | None = None,
 ) -> EvalState:
     """Feed every sequence of ``dataset`` (a :class:`~stabbench.synth.SyntheticSet`) in
     temporal order and accumulate S_global, S_boundary and the confusion matrices.
@@ -41,6 +42,9 @@ def evaluate(
     A model output holding NaN or Inf is a :class:`~stabbench.errors.ModelError` naming the
     sequence and frames, unless ``allow_non_finite`` (then it is counted in
     ``state.non_finite`` and described in ``state.warnings``; such a result fails the gate).
+
+    ``on_labels(sequence, labels)``, if given, is called in this process with each sequence's
+    checked ``(N, H, W)`` labels before they are scored (``eval --save-predictions``).
     """
     num_classes = len(dataset.classes)
     state = EvalState(StabilityMeter(band_width=band_width), ConfusionMeter(num_classes=num_classes))
@@ -49,7 +53,7 @@ def evaluate(
         from stabbench.evaluation.parallel import evaluate_in_workers
 
         return evaluate_in_workers(predictor, dataset, state, indices, workers, spec=spec, batch_size=batch_size,
-                                   progress=progress, allow_non_finite=allow_non_finite)
+                                   progress=progress, allow_non_finite=allow_non_finite, on_labels=on_labels)
     pool = ThreadPoolExecutor(1, thread_name_prefix="stabbench-read") if prefetch and len(indices) > 1 else None
     try:
         ahead = None  # the future of the sequence read ahead
@@ -59,6 +63,8 @@ def evaluate(
             if pool is not None and done + 1 < len(indices):
                 ahead = pool.submit(_load_sequence, dataset, indices[done + 1])
             labels = predict_checked(predictor, seq, frames, state, spec, batch_size, allow_non_finite, num_classes)
+            if on_labels is not None:
+                on_labels(seq, labels)
             accumulate_sequence(state, seq, labels, masks)
             del frames, masks, labels  # only the sequence read ahead stays while progress runs
             if progress is not None:

@@ -19,12 +19,11 @@ import io
 import json
 import math
 import os
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 from stabbench.errors import DataError, OutputConflictError
-from stabbench.fileio import atomic_write_text, fsync_dir, locked_dir, sha256_file
+from stabbench.fileio import atomic_write_text, publish_dir, sha256_file
 from stabbench.metrics import DEFINITIONS, sequence_rows, summarize
 
 RESULTS_FORMAT = "stabbench-results"
@@ -147,40 +146,26 @@ def rows_to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def write_outputs(out: Path, results: dict, overwrite: bool = False, plot: bool = True) -> list[Path]:
-    """Write the eval folder atomically (see :func:`publish_folder`)."""
-    return publish_folder(out, lambda folder: _write_files(folder, results, plot), overwrite)
+def write_outputs(out: Path, results: dict, overwrite: bool = False, plot: bool = True,
+                  predictions: Path | None = None) -> list[Path]:
+    """Write the eval folder atomically (see :func:`publish_folder`). ``predictions``: a finished
+    staging folder of saved predictions (:mod:`stabbench.report.predictions`), moved into the
+    output as ``predictions/`` before it is published."""
+    def fill(tmp: Path) -> None:
+        _write_files(tmp, results, plot)
+        if predictions is not None:
+            os.replace(predictions, tmp / "predictions")
+
+    return publish_folder(out, fill, overwrite)
 
 
 def publish_folder(out: Path, fill, overwrite: bool = False) -> list[Path]:
-    """Publish a results folder atomically: ``fill(folder)`` writes the files into a folder built
-    beside ``out`` (``.OUT.tmp-PID``, every file fsync-ed), then renamed into place while holding
-    a lock on the parent folder. An existing ``out`` is replaced only with ``overwrite`` (else
-    :class:`OutputConflictError`). On any failure the temporary folder is removed and ``out`` is
-    untouched; stale temporaries of dead runs are removed too."""
+    """Publish a results folder atomically (:func:`stabbench.fileio.publish_dir`): ``fill(folder)``
+    writes the files into a folder built beside ``out``, then renamed into place. An existing
+    ``out`` is replaced only with ``overwrite`` (else :class:`OutputConflictError`)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with locked_dir(out.parent):
-        _check_replaceable(out, overwrite)
-        for stale in out.parent.glob(f".{out.name}.tmp-*"):
-            if stale.is_dir() and not _pid_alive(stale.name.rsplit("-", 1)[-1]):
-                shutil.rmtree(stale, ignore_errors=True)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            tmp.mkdir()
-            fill(tmp)
-            if out.exists():
-                old = out.with_name(f".{out.name}.old-{os.getpid()}")
-                out.rename(old)
-                tmp.rename(out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fsync_dir(out.parent)
+    publish_dir(out, fill, check=lambda: _check_replaceable(out, overwrite))
+    return sorted(out.iterdir())
     return sorted(out.iterdir())
 
 
@@ -189,16 +174,6 @@ def _check_replaceable(out: Path, overwrite: bool) -> None:
         raise OutputConflictError(f"{out}: already exists; pass --overwrite to replace it")
     if out.exists() and (not out.is_dir() or (not (out / "results.json").is_file() and any(out.iterdir()))):
         raise OutputConflictError(f"{out}: exists and is not a stabbench eval output; refusing to replace it")
-
-
-def _pid_alive(text: str) -> bool:
-    try:
-        os.kill(int(text), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_files(folder: Path, results: dict, plot: bool) -> None:

@@ -124,6 +124,15 @@ class SyntheticSequence:
             return self._render(1)[self._index(k)].copy()
         return self._read(k, "mask", cv2.IMREAD_UNCHANGED)
 
+    def source_image(self) -> np.ndarray | None:
+        """The source image, ``(H, W, 3)`` uint8 RGB, of a compact sequence (checked against its
+        sha256); ``None`` for a materialized one, which does not store it (its frame 0 is the
+        source, except under frame 0's occluder)."""
+        if not self.compact:
+            return None
+        image = self._source("image", _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR)
+        return image.copy() if _IMREAD_RGB is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
     def frames(self) -> np.ndarray:
         """All frames, ``(N, H, W, 3)`` uint8 RGB."""
         if self.compact:

@@ -48,3 +48,16 @@ def test_an_error_on_one_rank_stops_every_rank(small_set: Path, tmp_path: Path) 
     assert ran.returncode != 0
     assert "seq_00003, mask 0" in ran.stderr and "rank 1" in ran.stderr  # rank 0 names the failing rank
     assert not (tmp_path / "ranks").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_saves_every_ranks_predictions_as_one_process_does(small_set: Path, tmp_path: Path) -> None:
+    from tests.helpers import tree_hashes
+
+    single = cli("eval", *ARGS, "--set", small_set, "--out", tmp_path / "single", "--no-leaderboard", "--save-predictions")
+    assert single.exit_code == 0, single.output
+    ran = torchrun("eval", *ARGS, "--set", str(small_set), "--out", str(tmp_path / "ranks"), "--no-leaderboard",
+                   "--save-predictions", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert tree_hashes(tmp_path / "ranks") == tree_hashes(tmp_path / "single")  # results.json, PNGs, index
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no rank's staging left

@@ -97,3 +97,17 @@ def test_reader_size_mismatch_names_the_file(materialized: Path, tmp_path: Path)
     cv2.imwrite(str(path), np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(DataError, match="frame_02"):
         seq.frames()
+
+
+def test_source_image_of_a_compact_sequence_is_its_frame_0_but_under_the_occluder(small_set: Path,
+                                                                                 materialized: Path) -> None:
+    for seq in open_set(small_set):
+        source, frame0 = seq.source_image(), seq.frame(0)
+        assert source.shape == frame0.shape and source.dtype == np.uint8
+        occluder = seq.trajectory.occluder(0)
+        free = np.ones(seq.shape, bool) if occluder is None else ~occluder.raster(*seq.shape)
+        np.testing.assert_array_equal(source[free], frame0[free])
+        name = seq.record["render"]["source_files"]["image"]
+        decoded = cv2.cvtColor(cv2.imread(str(small_set / "sources" / name)), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(source, decoded)
+    assert open_set(materialized)[0].source_image() is None
