@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -122,20 +123,31 @@ def working_size(height: int, width: int, max_side: int | None) -> tuple[int, in
 
 
 class _Instances(threading.local):
-    """One DIS object per preset and thread: reusing one keeps its pyramid buffers (about
-    20 % faster at 854x480 than a fresh object per call); an object is not thread-safe."""
+    """One DIS object per preset, frame size and thread: reusing one keeps its pyramid buffers
+    (about 20 % faster at 854x480 than a fresh object per call); an object is not thread-safe.
+    Never shared between sizes: OpenCV's DIS keeps state from the sizes it has seen (after a
+    small frame, say 24x24, its flow of a larger frame differs from a fresh object's), so a
+    flow would depend on what was computed before it. The last few sizes are kept."""
 
     def __init__(self):
-        self.by_preset: dict[str, cv2.DISOpticalFlow] = {}
+        self.objects: OrderedDict[tuple[str, int, int], cv2.DISOpticalFlow] = OrderedDict()
 
 
 _INSTANCES = _Instances()
+#: DIS objects kept per thread (distinct preset x size).
+_MAX_INSTANCES = 4
 
 
-def _dis(preset: str) -> cv2.DISOpticalFlow:
-    dis = _INSTANCES.by_preset.get(preset)
+def _dis(preset: str, height: int, width: int) -> cv2.DISOpticalFlow:
+    key = (preset, height, width)
+    objects = _INSTANCES.objects
+    dis = objects.get(key)
     if dis is None:
-        dis = _INSTANCES.by_preset[preset] = cv2.DISOpticalFlow_create(PRESETS[preset])
+        dis = objects[key] = cv2.DISOpticalFlow_create(PRESETS[preset])
+        while len(objects) > _MAX_INSTANCES:
+            objects.popitem(last=False)
+    else:
+        objects.move_to_end(key)
     return dis
 
 
@@ -145,10 +157,10 @@ def _flow_gray(gray_a: np.ndarray, gray_b: np.ndarray, params: FlowParams) -> np
         raise ValueError(f"frames must be at least {MIN_SIDE}x{MIN_SIDE} px for DIS, got {width}x{height}")
     h, w = working_size(height, width, params.max_side)
     if (h, w) == (height, width):
-        return _dis(params.preset).calc(gray_a, gray_b, None)
+        return _dis(params.preset, h, w).calc(gray_a, gray_b, None)
     small_a = cv2.resize(gray_a, (w, h), interpolation=cv2.INTER_AREA)
     small_b = cv2.resize(gray_b, (w, h), interpolation=cv2.INTER_AREA)
-    small = _dis(params.preset).calc(small_a, small_b, None)
+    small = _dis(params.preset, h, w).calc(small_a, small_b, None)
     flow = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     flow[..., 0] *= np.float32(width / w)
     flow[..., 1] *= np.float32(height / h)

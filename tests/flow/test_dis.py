@@ -104,3 +104,16 @@ def test_dis_against_the_synthesizers_flow(name, severity, max_mean_epe):
     assert epe.mean() < max_mean_epe and np.median(epe) < 0.1
     assert kept.mean() > 0.9
     assert np.linalg.norm(pf.flow_fw - gt, axis=2)[valid & pf.valid_fw].mean() <= epe.mean() + 1e-6
+
+
+def test_a_flow_does_not_depend_on_the_sizes_computed_before():
+    """OpenCV's DIS object keeps state from a smaller frame (its flow of a larger one then
+    differs from a fresh object's): stabbench never reuses one across sizes."""
+    a = texture(64, 80)
+    b = shifted(a, 1.0, 0.5)
+    gray_a, gray_b = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+    fresh = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(gray_a, gray_b, None)
+    for side in (16, 24, 40, 200):
+        small = texture(side, side, 3)
+        compute_flow(small, shifted(small, 1.0, 0.0))
+        assert np.array_equal(compute_flow(a, b), fresh), side
