@@ -23,7 +23,8 @@ class TrainConfig:
 
     ``videos`` empty: supervised training on the labelled set only (``coherent`` is then
     moot). ``coherent=False`` with videos: the control run (pairs still drawn).
-    ``input_size``: ``(H, W)`` training resolution; ``None`` = the first labelled image's.
+    ``input_size``: ``(H, W)`` training resolution; ``None`` = the model's fixed input size (an imported
+    TFLite model), else the first labelled image's.
     """
 
     model: str

@@ -51,6 +51,16 @@ class TfliteModule(nn.Module):
         self.source = graph.source
         _check_wiring(graph, self.wiring, self.input_index, self.output_index)
 
+    def spec_layer(self) -> dict:
+        """What the graph says about its pre/post-processing (a :class:`~stabbench.predictors.ModelSpec`
+        layer): the fixed input size, NCHW, and for the training head softmax over 2 classes."""
+        layer: dict = {"layout": "nchw", "resize": "stretch"}
+        if self.input_chw is not None:
+            layer["input_size"] = self.input_chw[1:]
+        if self.head == "binary_logits":
+            layer.update(activation="softmax", num_classes=2)
+        return layer
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_chw is not None and tuple(x.shape[1:]) != self.input_chw:
             c, h, w = self.input_chw
