@@ -19,7 +19,7 @@ Choices (the paper and its code differ, or are silent):
     * The weight ``O`` once, as the paper writes (the code's MSE of masked maps weights by ``O^2``).
     * Images ``I`` in RGB ``[0, 1]``, independent of the model's input normalisation; the
       code's ``alpha = 1`` on ImageNet-normalised images (std about 0.226) is
-      ``alpha = 1 / 0.226`` (:data:`LIU_ALPHA`) here.
+      ``alpha = 1 / 0.226`` (``LIU_ALPHA`` in :mod:`stabbench.conventions`) here.
     * Frame ``t`` is the reference: its prediction is detached, so only frame ``t+1``'s
       prediction is trained (the code lets both move), as the Coherent Loss's targets are.
     * Pixels whose flow target leaves the image have ``O = 0``; no forward-backward check
@@ -35,13 +35,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from stabbench.conventions import LIU_ALPHA, LIU_WEIGHT
 from stabbench.losses._checks import check_4d, check_real, check_same_bhw
 from stabbench.losses.warp import warp_backward
-
-#: The public code's ``alpha = 1`` on ImageNet-normalised images, for images in [0, 1].
-LIU_ALPHA = 1.0 / 0.226
-#: The weight of the temporal loss in the public code's Cityscapes config (``st_weight``).
-LIU_WEIGHT = 0.1
 
 
 def occlusion_weight(image_t: torch.Tensor, image_t1: torch.Tensor, flow_fw: torch.Tensor,

@@ -364,10 +364,10 @@ def _imported_tflite(ref: ModelRef) -> Source:
         from stabbench.predictors.mediapipe import mediapipe_trainable
         from stabbench.predictors.registry import parse_builtin
 
-        name, params = parse_builtin(ref.text[len("builtin:"):])
-        if name != "mediapipe-selfie":
+        if ref.name != "mediapipe-selfie":
             raise ModelError(f"--model {ref.text}: a built-in predictor cannot be trained; built-in architectures are "
                              "arch:NAME (e.g. arch:tiny_unet), and builtin:mediapipe-selfie is imported from its TFLite file")
+        name, params = parse_builtin(ref.text[len("builtin:"):])
         module, layer, path = mediapipe_trainable(params["variant"])
         model_id = "builtin:" + ",".join([name] + [f"{k}={v}" for k, v in sorted(params.items())])
         return Source(module, "tflite-import", model_id, layer, path, sha256_file(path),
