@@ -140,12 +140,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", type=Path, default=harness.DEFAULT_DAVIS, help="DAVIS sample (read in place)")
     ap.add_argument("--variant", choices=("general", "landscape"), default="general")
-    ap.add_argument("--frames-per-sequence", type=int, default=1)
+    ap.add_argument("--frames-per-sequence", type=int, default=2)
     ap.add_argument("--pairs-per-video", type=int, default=2)
-    ap.add_argument("--batch-labeled", type=int, default=4)
-    ap.add_argument("--batch-pairs", type=int, default=2)
+    ap.add_argument("--batch-labeled", type=int, default=12)
+    ap.add_argument("--batch-pairs", type=int, default=6)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
-    harness.add_arguments(ap, rounds=6, warmup=1)
+    harness.add_arguments(ap, rounds=10, warmup=2)
     args = ap.parse_args(argv)
     if args.quick:
         args.variant, args.rounds, args.warmup, args.batch_labeled, args.batch_pairs = "landscape", 1, 1, 2, 1
