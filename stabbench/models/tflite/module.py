@@ -37,6 +37,10 @@ class TfliteModule(nn.Module):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
+        first = graph.tensor(graph.inputs[0])
+        if first.dtype != "FLOAT32" or len(first.shape) != 4:
+            raise ModelError(f"{graph.source}: input {first.name!r} is {first.dtype} {list(first.shape)}; the importer "
+                             "takes one float32 image input [1, H, W, C]")
         constants = Constants(graph)
         steps = [s for s in (convert_operator(graph, op, constants) for op in graph.operators) if s is not None]
         output = graph.outputs[0]
@@ -46,23 +50,21 @@ class TfliteModule(nn.Module):
         self.steps = nn.ModuleList(s.module for s in steps)
         self.wiring = [(s.inputs, s.output) for s in steps]
         self.input_index, self.output_index, self.head = graph.inputs[0], output, head
-        shape = graph.tensor(graph.inputs[0]).shape
-        self.input_chw = (shape[3], shape[1], shape[2]) if len(shape) == 4 else None
+        shape = first.shape
+        self.input_chw = (shape[3], shape[1], shape[2])
         self.source = graph.source
         _check_wiring(graph, self.wiring, self.input_index, self.output_index)
 
     def spec_layer(self) -> dict:
         """What the graph says about its pre/post-processing (a :class:`~stabbench.predictors.ModelSpec`
         layer): the fixed input size, NCHW, and for the training head softmax over 2 classes."""
-        layer: dict = {"layout": "nchw", "resize": "stretch"}
-        if self.input_chw is not None:
-            layer["input_size"] = self.input_chw[1:]
+        layer: dict = {"layout": "nchw", "resize": "stretch", "input_size": self.input_chw[1:]}
         if self.head == "binary_logits":
             layer.update(activation="softmax", num_classes=2)
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.input_chw is not None and tuple(x.shape[1:]) != self.input_chw:
+        if tuple(x.shape[1:]) != self.input_chw:
             c, h, w = self.input_chw
             raise ValueError(f"{Path(self.source).name} takes input [B, {c}, {h}, {w}] (its fixed TFLite input size); "
                              f"got {list(x.shape)}")

@@ -90,7 +90,7 @@ class Constants:
         return None if index < 0 else self.get(op, position, "bias")
 
 
-Converter = Callable[[TfliteGraph, Operator, Constants], Step]
+Converter = Callable[[TfliteGraph, Operator, Constants], "Step | None"]  # None: the op was folded
 CONVERTERS: dict[str, Converter] = {}
 
 
@@ -103,8 +103,9 @@ def register(*names: str) -> Callable[[Converter], Converter]:
     return decorate
 
 
-def convert_operator(graph: TfliteGraph, op: Operator, constants: Constants) -> Step:
-    """The :class:`Step` of ``op``; :class:`ModelError` naming the op and the model if unsupported."""
+def convert_operator(graph: TfliteGraph, op: Operator, constants: Constants) -> Step | None:
+    """The :class:`Step` of ``op`` (``None`` for an op folded into constants); :class:`ModelError`
+    naming the op and the model if unsupported."""
     if op.op not in CONVERTERS:
         raise ModelError(f"{graph.source}: operator {op.index} is {op.op}, which the TFLite importer does not support "
                          f"(supported: {', '.join(sorted(CONVERTERS))})")
@@ -332,6 +333,9 @@ def _binary(fn):
         if len(const) == 2:
             raise ModelError(f"{graph.source}: {op.op} (operator {op.index}) of two constants; not supported")
         constant = constants.values[op.inputs[const[0]]].astype(np.float32) if const else None
+        if constant is not None and constant.ndim > 4:
+            raise ModelError(f"{graph.source}: {op.op} (operator {op.index}) has a {constant.ndim}-D constant operand; "
+                             "at most 4-D is supported")
         runtime = tuple(op.inputs[p] for p in (0, 1) if p not in const)
         return Step(Binary(fn, constant, fused(graph, op)), runtime, op.outputs[0])
 

@@ -77,7 +77,8 @@ def _schema():
     try:
         from ai_edge_litert import schema_py_generated
     except ImportError as exc:
-        raise ModelError(f"importing a TFLite model needs ai-edge-litert ({exc}); install stabbench[tflite] "
+        raise ModelError(f"importing a TFLite model needs the flatbuffer schema of ai-edge-litert (2.x ships it as "
+                         f"ai_edge_litert.schema_py_generated; {exc}); install stabbench[tflite] "
                          "(pip install 'stabbench[tflite]')") from None
     return schema_py_generated
 
