@@ -144,6 +144,120 @@ def test_malformed_files_are_model_errors(tmp_path) -> None:
         read_tflite(tmp_path / "missing.tflite")
 
 
+class GraphBuilder:
+    """A small float TFLite model written through LiteRT's schema (object API), to test converters
+    against LiteRT on shapes the selfie models do not have (odd sizes, asymmetric SAME padding,
+    dilation, depth multiplier, non-integer resize, constant operands, float16 weights)."""
+
+    def __init__(self, schema):
+        self.s = schema
+        self.tensors, self.buffers, self.ops, self.codes = [], [schema.BufferT()], [], []
+
+    def tensor(self, shape, data=None, dtype=None):
+        s = self.s
+        t = s.TensorT()
+        t.shape = np.asarray(shape, np.int32)
+        t.name = f"t{len(self.tensors)}".encode()
+        t.type = dtype if dtype is not None else s.TensorType.FLOAT32
+        t.buffer = 0
+        if data is not None:
+            b = s.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+            self.buffers.append(b)
+            t.buffer = len(self.buffers) - 1
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def op(self, code, inputs, out_shape, options_type=0, options=None):
+        s = self.s
+        if code not in self.codes:
+            self.codes.append(code)
+        o = s.OperatorT()
+        o.opcodeIndex = self.codes.index(code)
+        o.inputs = np.asarray(inputs, np.int32)
+        out = self.tensor(out_shape)
+        o.outputs = np.asarray([out], np.int32)
+        o.builtinOptionsType, o.builtinOptions = options_type, options
+        self.ops.append(o)
+        return out
+
+    def build(self, inputs, outputs) -> bytes:
+        import flatbuffers
+
+        s = self.s
+        codes = []
+        for c in self.codes:
+            oc = s.OperatorCodeT()
+            oc.builtinCode, oc.deprecatedBuiltinCode = c, min(c, 127)
+            codes.append(oc)
+        g = s.SubGraphT()
+        g.tensors, g.operators = self.tensors, self.ops
+        g.inputs, g.outputs = np.asarray(inputs, np.int32), np.asarray(outputs, np.int32)
+        m = s.ModelT()
+        m.version, m.operatorCodes, m.subgraphs, m.buffers = 3, codes, [g], self.buffers
+        b = flatbuffers.Builder(1024)
+        b.Finish(m.Pack(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+
+def options(cls, **values):
+    obj = cls()
+    for k, v in values.items():
+        setattr(obj, k, v)
+    return obj
+
+
+def small_model(schema) -> bytes:
+    """9x11x3 -> conv 3x3/2 SAME relu6 (8) -> depthwise 3x3 dilation 2 x2 (16) -> avg pool 3x3/2 SAME
+    -> resize to 6x7 (half-pixel) -> x mean over H, W -> + constant -> hard-swish -> conv 1x1 VALID
+    (float16 weights, dequantized) -> sigmoid."""
+    s, rng = schema, np.random.default_rng(0)
+    B, OPT = s.BuiltinOperator, s.BuiltinOptions
+    g = GraphBuilder(s)
+    x = g.tensor([1, 9, 11, 3])
+    w1, b1 = g.tensor([8, 3, 3, 3], rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32)), g.tensor([8], rng.normal(0, 0.1, 8).astype(np.float32))
+    y = g.op(B.CONV_2D, [x, w1, b1], [1, 5, 6, 8], OPT.Conv2DOptions,
+             options(s.Conv2DOptionsT, padding=s.Padding.SAME, strideW=2, strideH=2, fusedActivationFunction=3))
+    w2, b2 = g.tensor([1, 3, 3, 16], rng.normal(0, 0.5, (1, 3, 3, 16)).astype(np.float32)), g.tensor([16], rng.normal(0, 0.1, 16).astype(np.float32))
+    y = g.op(B.DEPTHWISE_CONV_2D, [y, w2, b2], [1, 5, 6, 16], OPT.DepthwiseConv2DOptions,
+             options(s.DepthwiseConv2DOptionsT, padding=s.Padding.SAME, strideW=1, strideH=1, depthMultiplier=2,
+                     dilationWFactor=2, dilationHFactor=2))
+    y = g.op(B.AVERAGE_POOL_2D, [y], [1, 3, 3, 16], OPT.Pool2DOptions,
+             options(s.Pool2DOptionsT, padding=s.Padding.SAME, strideW=2, strideH=2, filterWidth=3, filterHeight=3))
+    size = g.tensor([2], np.asarray([6, 7], np.int32), s.TensorType.INT32)
+    y = g.op(B.RESIZE_BILINEAR, [y, size], [1, 6, 7, 16], OPT.ResizeBilinearOptions,
+             options(s.ResizeBilinearOptionsT, halfPixelCenters=True))
+    axes = g.tensor([2], np.asarray([1, 2], np.int32), s.TensorType.INT32)
+    m = g.op(B.MEAN, [y, axes], [1, 1, 1, 16], OPT.ReducerOptions, options(s.ReducerOptionsT, keepDims=True))
+    y = g.op(B.MUL, [y, m], [1, 6, 7, 16], OPT.MulOptions, options(s.MulOptionsT))
+    c = g.tensor([16], rng.normal(0, 0.5, 16).astype(np.float32))
+    y = g.op(B.ADD, [y, c], [1, 6, 7, 16], OPT.AddOptions, options(s.AddOptionsT))
+    y = g.op(B.HARD_SWISH, [y], [1, 6, 7, 16])
+    w3h = g.tensor([1, 1, 1, 16], rng.normal(0, 0.5, (1, 1, 1, 16)).astype(np.float16), s.TensorType.FLOAT16)
+    w3 = g.op(B.DEQUANTIZE, [w3h], [1, 1, 1, 16])
+    b3 = g.tensor([1], np.asarray([0.2], np.float32))
+    y = g.op(B.CONV_2D, [y, w3, b3], [1, 6, 7, 1], OPT.Conv2DOptions,
+             options(s.Conv2DOptionsT, padding=s.Padding.VALID, strideW=1, strideH=1))
+    y = g.op(B.LOGISTIC, [y], [1, 6, 7, 1])
+    return g.build([x], [y])
+
+
+def test_converters_match_litert_on_a_small_graph(tmp_path) -> None:
+    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
+    path = tmp_path / "small.tflite"
+    path.write_bytes(small_model(schema))
+    x = np.random.default_rng(1).random((4, 9, 11, 3), dtype=np.float32)
+    want = litert_probabilities(path, x)
+    net = import_tflite(path).eval()
+    with torch.no_grad():
+        got = net(torch.from_numpy(x).permute(0, 3, 1, 2))[:, 0].numpy()
+    assert got.shape == want.shape == (4, 6, 7)
+    assert np.abs(got - want).max() <= 1e-5
+    assert 0.02 < want.std()  # not a saturated output
+    assert sorted(type(m).__name__ for m in net.steps) == ["AvgPool2d", "Binary", "Binary", "Conv2d", "Conv2d", "Conv2d",
+                                                          "Mean", "ResizeBilinear", "Unary", "Unary"]
+
+
 @pytest.mark.parametrize(("size", "kernel", "stride", "dilation", "want"), [
     (256, 3, 2, 1, (0, 1)),   # out 128: (127 * 2 + 3) - 256 = 1 -> all after
     (256, 3, 1, 1, (1, 1)),

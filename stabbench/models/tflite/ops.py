@@ -116,7 +116,8 @@ def convert_operator(graph: TfliteGraph, op: Operator, constants: Constants) -> 
 
 
 def parameter(array: np.ndarray) -> nn.Parameter:
-    return nn.Parameter(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
+    """A float32 parameter owning a copy of ``array`` (constants are read-only views of the file)."""
+    return nn.Parameter(torch.from_numpy(np.array(array, dtype=np.float32, order="C", copy=True)))
 
 
 def nhwc_to_nchw(array: np.ndarray) -> np.ndarray:
