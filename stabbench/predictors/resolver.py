@@ -371,12 +371,20 @@ def _imported_tflite(ref: ModelRef) -> Source:
         module, layer, path = mediapipe_trainable(params["variant"])
         model_id = "builtin:" + ",".join([name] + [f"{k}={v}" for k, v in sorted(params.items())])
         return Source(module, "tflite-import", model_id, layer, path, sha256_file(path),
-                      extra={"builtin": {"name": name, "params": params}, "head": module.head})
+                      extra={"builtin": {"name": name, "params": params}, **_import_record(module)})
     from stabbench.models.tflite import import_tflite
 
     module = import_tflite(ref.path, head="binary_logits")
     return Source(module, "tflite-import", ref.text, module.spec_layer(), ref.path, sha256_file(ref.path),
-                  spec_beside=ref.path, extra={"head": module.head})
+                  spec_beside=ref.path, extra=_import_record(module))
+
+
+def _import_record(module) -> dict:
+    """What ``train_config.json`` records of an imported TFLite model: its head and the schema's version."""
+    from stabbench.fileio import package_version
+
+    return {"head": module.head, "importer": {"schema": "ai_edge_litert.schema_py_generated",
+                                              "ai-edge-litert": package_version("ai-edge-litert")}}
 
 
 def load_trainable(model: str, num_classes: int, *, weights: str | Path | None = None, seed: int = 0,

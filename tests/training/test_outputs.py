@@ -49,6 +49,7 @@ def test_the_run_takes_the_models_own_input_convention(untrained) -> None:
     assert spec["num_classes"] == 2 and spec["scale"] == pytest.approx(1 / 255) and spec["mean"] == [0, 0, 0]
     assert run.model_info["kind"] == "tflite-import" and run.model_info["id"] == "builtin:mediapipe-selfie,variant=general"
     assert run.model_info["head"] == "binary_logits" and len(run.model_info["sha256"]) == 64
+    assert run.model_info["importer"]["ai-edge-litert"] is not None
 
 
 def test_exports_compute_the_modules_logits(untrained) -> None:
