@@ -8,9 +8,9 @@ in place from ``../shared/data/davis-sample``): labelled images = the first
 ``JPEGImages/480p/<seq>`` frame folders, ``--pairs-per-video`` pairs each; model
 ``arch:tiny_unet`` (seed 0); at each ``--sizes`` training resolution:
 
-- ``coherent``: ``coherent=True``: 12 labelled images + 6 pairs (24 images) in one forward
+- ``coherent``: ``temporal_loss="coherent"``: 12 labelled images + 6 pairs (24 images) in one forward
   pass, supervised loss + ``coherent_loss`` (L_bc and L_gc, both directions);
-- ``control``: ``coherent=False`` (``--no-coherent``): the same 24 images in one forward
+- ``control``: ``temporal_loss="none"`` (``--temporal-loss none``): the same 24 images in one forward
   pass, supervised loss only. The baseline of the ratios;
 - ``supervised``: no videos: only the 12 labelled images forwarded.
 
@@ -50,7 +50,7 @@ def build(root: Path, size, kind: str, args, out: Path, cache: Path):
     videos = () if kind == "supervised" else tuple(sorted(str(p) for p in (root / "JPEGImages" / "480p").iterdir()
                                                           if p.is_dir()))
     config = build_train_config("davis", str(root), {**DAVIS_OPTIONS, "frames_per_sequence": args.frames_per_sequence},
-                                model="arch:tiny_unet", out=str(out), videos=videos, coherent=(kind == "coherent"),
+                                model="arch:tiny_unet", out=str(out), videos=videos, temporal_loss="coherent" if kind == "coherent" else "none",
                                 input_size=size, pairs_per_video=args.pairs_per_video, flow_cache=str(cache),
                                 batch_labeled=12, batch_pairs=6, seed=0, quiet=True)
     run = build_run(config, out)

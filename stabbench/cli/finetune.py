@@ -18,11 +18,16 @@ from stabbench.cli.common import (
     reports_errors,
     weights_option,
 )
+from stabbench.conventions import LIU_ALPHA, LIU_WEIGHT
+
+#: The choices of --temporal-loss (stabbench.training.config.TEMPORAL_LOSSES; not imported here: --help stays instant).
+TEMPORAL_LOSS_CHOICES = ("coherent", "liu", "none")
 
 
 @click.command()
 @click.option("--model", "-m", required=True,
               help="arch:NAME[,k=v] (fresh, seeded: arch:tiny_unet; builtin:NAME is an alias), package.module:factory, "
+                   "a .tflite model or builtin:mediapipe-selfie[,variant=landscape] (imported as a module), "
                    "or a legacy TorchScript .pt.")
 @weights_option("State dict to load into the model first (torch.load weights_only=True), e.g. an earlier run's state_dict.pt.")
 @click.option("--labeled", "--dataset", "dataset", default="shapes", show_default=True,
@@ -31,7 +36,10 @@ from stabbench.cli.common import (
 @dataset_options(cityscapes_split="train")
 @click.option("--videos", multiple=True, type=click.Path(path_type=str),
               help="Unlabeled videos: files or folders, e.g. DAVIS/JPEGImages/480p (repeatable). Without it: supervised training on the labelled set only.")
-@click.option("--no-coherent", is_flag=True, help="Control run: the same batches (labelled images + pair frames in one forward pass) and data order, supervised loss only (no L_bc/L_gc).")
+@click.option("--temporal-loss", type=click.Choice(TEMPORAL_LOSS_CHOICES), default="coherent", show_default=True,
+              help="Loss on the video pairs: coherent (the Coherent Loss), liu (Liu et al. ECCV 2020's temporal loss, the peer), "
+                   "none (the control: same batches and forward pass, supervised loss only).")
+@click.option("--no-coherent", is_flag=True, help="The control run: alias of --temporal-loss none.")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an existing folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (same settings).")
@@ -44,6 +52,9 @@ from stabbench.cli.common import (
 @click.option("--beta", type=click.FloatRange(min=0), default=5e-2, show_default=True, help="Confidence margin of L_gc.")
 @click.option("--lambda-bc", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Weight of L_bc.")
 @click.option("--lambda-gc", type=click.FloatRange(min=0), default=5e-5, show_default=True, help="Weight of L_gc.")
+@click.option("--lambda-liu", type=click.FloatRange(min=0), default=LIU_WEIGHT, show_default=True, help="Weight of the Liu temporal loss.")
+@click.option("--liu-alpha", type=click.FloatRange(min=0), default=LIU_ALPHA, show_default=True,
+              help="Sharpness of the Liu loss's photometric weight exp(-alpha |sum_c dI|), images in [0, 1].")
 @click.option("--seg-loss", type=click.Choice(["ce", "lovasz", "ce+lovasz"]), default="ce", show_default=True, help="Supervised loss.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True, help="Optimizer.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True, help="Learning rate.")
@@ -64,7 +75,7 @@ from stabbench.cli.common import (
 @click.option("--eval-set", type=click.Path(file_okay=False, path_type=str), help="Synthetic set (`stabbench synth`) for --eval-every.")
 @quiet_option
 @reports_errors
-def finetune(dataset, root, videos, no_coherent, resume, overwrite, onnx, input_size, mean, std, **settings):
+def finetune(dataset, root, videos, temporal_loss, no_coherent, resume, overwrite, onnx, input_size, mean, std, **settings):
     """Fine-tune a segmentation model with the Coherent Loss (or train one from scratch).
 
     \b
@@ -72,15 +83,21 @@ def finetune(dataset, root, videos, no_coherent, resume, overwrite, onnx, input_
                      --optimizer adamw --lr 1e-3 --epochs 30 --out base     (no --videos: supervised)
     CL fine-tune:  stabbench finetune --model arch:tiny_unet --weights base/state_dict.pt --dataset davis \\
                      --root DAVIS --split train --frames-per-sequence 10 --videos clips/ --input-size 240x432 --out ft
-    control:       the same plus --no-coherent (same batches and forward pass, supervised loss only)
+    control:       the same plus --temporal-loss none (same batches and forward pass, supervised loss only)
+    peer:          the same plus --temporal-loss liu (Liu et al.'s temporal loss on the same flows and batches)
+    TFLite model:  --model builtin:mediapipe-selfie (or --model model.tflite) --dataset davis ... (its input size)
 
     Writes OUT/model.pt2 (+ model.stabbench.json: `stabbench eval --model OUT/model.pt2`),
     state_dict.pt, train_config.json, train_log.csv, eval_log.csv and checkpoint.pt.
     """
+    from stabbench.errors import UsageError
     from stabbench.training import run_training
 
+    if no_coherent and temporal_loss not in ("coherent", "none"):
+        raise UsageError(f"--no-coherent (the control) contradicts --temporal-loss {temporal_loss}")
     config = build_train_config(
-        dataset, root, pop_dataset_options(settings), videos=tuple(videos), coherent=not no_coherent,
+        dataset, root, pop_dataset_options(settings), videos=tuple(videos),
+        temporal_loss="none" if no_coherent else temporal_loss,
         input_size=parse_size(input_size), mean=parse_triple(mean, "mean"), std=parse_triple(std, "std"), **settings,
     )
     quiet = config.quiet
@@ -99,7 +116,7 @@ def finetune(dataset, root, videos, no_coherent, resume, overwrite, onnx, input_
         def on_step(step: int, epoch: int, losses: dict) -> None:
             if "train" in tasks:
                 text = (f"ep {epoch}/{config.epochs}  total {losses['total']:.4f}  seg {losses['seg']:.4f}  "
-                        f"bc {losses['bc']:.4f}  gc {losses['gc']:.3g}")
+                        f"bc {losses['bc']:.4f}  gc {losses['gc']:.3g}  liu {losses['liu']:.4f}")
                 bar.update(tasks["train"], info=text)
 
         result = run_training(config, resume=resume, overwrite=overwrite, onnx=onnx, progress=progress, on_step=on_step)
@@ -159,7 +176,7 @@ def print_summary(result, config) -> None:
     state = "stopped at --max-steps" if result.stopped_early else "complete"
     out.print(f"{config.mode} training {state}: {result.steps} steps, {result.epochs_done} epochs -> {result.out}/")
     if losses:
-        out.print("last step: " + "  ".join(f"{k} {losses[k]:.5g}" for k in ("total", "seg", "bc", "gc")))
+        out.print("last step: " + "  ".join(f"{k} {losses[k]:.5g}" for k in ("total", "seg", "bc", "gc", "liu")))
     if result.last_eval:
         e = result.last_eval
         out.print(f"eval (step {e['step']}): S_global {e['S_global']:.2f}  S_boundary {e['S_boundary']:.2f}  mIoU_syn {e['mIoU_syn']:.2f}")

@@ -18,7 +18,8 @@
 Modules: :mod:`~stabbench.losses.warp` (backward warping along a forward flow, the
 pixel-centre convention of :mod:`perturbations.geometry`), :mod:`~stabbench.losses.lovasz`
 (Lovasz-softmax), :mod:`~stabbench.losses.coherent` (band, L_bc, L_gc, L),
-:mod:`~stabbench.losses.segmentation` (L_seg). Each loss is a function plus a thin
+:mod:`~stabbench.losses.segmentation` (L_seg), :mod:`~stabbench.losses.temporal` (the peer
+temporal loss of Liu et al., ECCV 2020). Each loss is a function plus a thin
 ``nn.Module``. Flows are ``[B, 2, H, W]`` (channel 0 = dx); a NumPy ``(H, W, 2)`` flow is
 ``torch.from_numpy(flow).permute(2, 0, 1)``.
 """
@@ -37,6 +38,7 @@ from stabbench.losses.coherent import (
 )
 from stabbench.losses.lovasz import LovaszSoftmax, lovasz_grad, lovasz_softmax
 from stabbench.losses.segmentation import SEG_LOSSES, SegmentationLoss, segmentation_loss
+from stabbench.losses.temporal import LIU_ALPHA, LIU_WEIGHT, LiuTemporalLoss, liu_temporal_loss, occlusion_weight
 from stabbench.losses.warp import INSIDE_TOLERANCE, PADDING_MODES, flow_targets, warp_backward
 
 __all__ = [
@@ -46,6 +48,9 @@ __all__ = [
     "CoherentLoss",
     "GlobalCoherencyLoss",
     "INSIDE_TOLERANCE",
+    "LIU_ALPHA",
+    "LIU_WEIGHT",
+    "LiuTemporalLoss",
     "LovaszSoftmax",
     "PADDING_MODES",
     "SEG_LOSSES",
@@ -55,7 +60,9 @@ __all__ = [
     "flow_targets",
     "global_coherency_loss",
     "lovasz_grad",
+    "liu_temporal_loss",
     "lovasz_softmax",
+    "occlusion_weight",
     "prediction_band",
     "prediction_edges",
     "segmentation_loss",

@@ -47,6 +47,18 @@ def mediapipe_model_path(variant: str = "general") -> Path:
     )
 
 
+def mediapipe_trainable(variant: str = "general"):
+    """The selfie model ``variant`` imported as a trainable module (2-class logits head, see
+    :mod:`stabbench.models.tflite.module`) and its spec layer: MediaPipe's input side (RGB in
+    [0, 1], stretched to the file's input size), NCHW, softmax over (background, person)."""
+    from stabbench.models.tflite import import_tflite
+
+    path = mediapipe_model_path(variant)
+    module = import_tflite(path, head="binary_logits")
+    input_side = {k: MEDIAPIPE_SPEC[k] for k in ("resize", "scale", "mean", "std", "channels")}
+    return module, {**input_side, **module.spec_layer()}, path
+
+
 def make_mediapipe(variant: str) -> dict:
     """The fields of the :class:`~stabbench.predictors.registry.Builtin` ``builtin:mediapipe-selfie,variant=...``."""
     path = mediapipe_model_path(variant)

@@ -48,7 +48,12 @@ from stabbench.predictors.spec import INPUT_FIELDS, ModelSpec, read_spec_file, r
 
 ENTRY_RE = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 PREDICTIONS_PREFIX = "predictions:"
-TORCH_FORMATS = ("torchscript", "torch-pickle", "torch-export", "arch", "python-module")
+TORCH_FORMATS = ("torchscript", "torch-pickle", "torch-export", "arch", "python-module", "tflite-import")
+#: The fields an imported TFLite model takes from ``<stem>.stabbench.json`` (written for the file run by
+#: LiteRT: its layout, size and output side describe the file, not the imported NCHW logits module).
+IMPORTED_TFLITE_FILE_FIELDS = ("resize", "scale", "mean", "std", "channels")
+#: Formats whose object is an ``nn.Module`` that takes ``--weights`` and can be trained.
+MODULE_FORMATS = ("arch", "python-module", "torchscript", "torch-pickle", "tflite-import")
 
 
 # ----------------------------------------------------------------------------- the reference
@@ -252,7 +257,7 @@ def load_weights(module: Any, path: Path) -> None:
 def _apply_weights(source: Source, weights: str | Path | None) -> None:
     if weights is None:
         return
-    if source.format not in ("arch", "python-module", "torchscript", "torch-pickle"):
+    if source.format not in MODULE_FORMATS:
         raise UsageError(f"--weights needs a model that is an nn.Module (arch:NAME, a Python entry, TorchScript); "
                          f"{source.model_id} is {source.format}")
     load_weights(source.obj, Path(weights))
@@ -269,7 +274,10 @@ def _spec_layers(source: Source, spec_file: str | Path | None, overrides: Mappin
     if spec_file is not None and not candidate.is_file():
         raise UsageError(f"preprocessing file {candidate} not found")
     if candidate is not None and candidate.is_file():
-        layers.append((str(candidate), read_spec_file(candidate)))
+        values = read_spec_file(candidate)
+        if source.format == "tflite-import":  # the spec of the LiteRT model: only its input side applies
+            values = {k: v for k, v in values.items() if k in IMPORTED_TFLITE_FILE_FIELDS}
+        layers.append((str(candidate), values))
         file_used = str(candidate)
     layers.append(("cli", {k: v for k, v in (overrides or {}).items() if v is not None}))
     spec, sources = resolve_spec(layers)
@@ -376,22 +384,54 @@ class TrainableModel:
     info: dict
 
 
+def _imported_tflite(ref: ModelRef) -> Source:
+    """``builtin:mediapipe-selfie[,variant=...]`` or a ``.tflite`` file, imported as a trainable
+    module (:mod:`stabbench.models.tflite`); other built-ins are predictors and cannot be trained."""
+    if ref.kind == "builtin":
+        from stabbench.predictors.mediapipe import mediapipe_trainable
+        from stabbench.predictors.registry import parse_builtin
+
+        if ref.name != "mediapipe-selfie":
+            raise ModelError(f"--model {ref.text}: a built-in predictor cannot be trained; built-in architectures are "
+                             "arch:NAME (e.g. arch:tiny_unet), and builtin:mediapipe-selfie is imported from its TFLite file")
+        name, params = parse_builtin(ref.text[len("builtin:"):])
+        module, layer, path = mediapipe_trainable(params["variant"])
+        model_id = "builtin:" + ",".join([name] + [f"{k}={v}" for k, v in sorted(params.items())])
+        return Source(module, "tflite-import", model_id, layer, path, sha256_file(path),
+                      extra={"builtin": {"name": name, "params": params}, **_import_record(module)})
+    from stabbench.models.tflite import import_tflite
+
+    module = import_tflite(ref.path, head="binary_logits")
+    return Source(module, "tflite-import", ref.text, module.spec_layer(), ref.path, sha256_file(ref.path),
+                  spec_beside=ref.path, extra=_import_record(module))
+
+
+def _import_record(module) -> dict:
+    """What ``train_config.json`` records of an imported TFLite model: its head and the schema's version."""
+    from stabbench.fileio import package_version
+
+    return {"head": module.head, "importer": {"schema": "ai_edge_litert.schema_py_generated",
+                                              "ai-edge-litert": package_version("ai-edge-litert")}}
+
+
 def load_trainable(model: str, num_classes: int, *, weights: str | Path | None = None, seed: int = 0,
                    overrides: Mapping[str, Any] | None = None) -> TrainableModel:
     """Build or load ``--model`` for training, on the CPU: an ``arch:`` (``builtin:`` alias) seeded
-    with ``seed``, a Python entry returning an ``nn.Module``, or a legacy TorchScript archive.
+    with ``seed``, a Python entry returning an ``nn.Module``, a legacy TorchScript archive, or a
+    TFLite model imported as a module (a ``.tflite`` file, ``builtin:mediapipe-selfie``).
 
-    The spec: the model's layer (a built-in's), the ``<stem>.stabbench.json`` beside a file,
-    then ``overrides`` (``mean``, ``std``, ``input_size`` from the CLI).
+    The spec: the model's layer (a built-in's; an imported TFLite model's input size, NCHW and
+    softmax over its 2-class logits), the ``<stem>.stabbench.json`` beside a file, then
+    ``overrides`` (``mean``, ``std``, ``input_size`` from the CLI).
     """
     import torch
 
     ref = parse_model_ref(model)
-    if ref.kind == "builtin":
-        raise ModelError(f"--model {model}: a built-in predictor cannot be trained; built-in architectures are "
-                         "arch:NAME (e.g. arch:tiny_unet)")
     torch.manual_seed(seed)
-    source = resolve(ref, num_classes=num_classes, seed=seed)
+    if ref.kind == "builtin" or (ref.kind == "file" and ref.path.suffix.lower() == ".tflite"):
+        source = _imported_tflite(ref)
+    else:
+        source = resolve(ref, num_classes=num_classes, seed=seed)
     if source.format == "torch-export":
         beside = ref.path.parent / "train_config.json"
         hint = f" (its run folder records the architecture in {beside})" if beside.is_file() else ""
@@ -399,9 +439,9 @@ def load_trainable(model: str, num_classes: int, *, weights: str | Path | None =
             f"{ref.path}: a torch.export program is for inference; to fine-tune it, pass its architecture "
             f"(arch:NAME or package.module:factory) with --weights {ref.path.parent / 'state_dict.pt'}{hint}"
         )
-    if source.format not in ("arch", "python-module", "torchscript", "torch-pickle"):
-        raise ModelError(f"--model {model}: training needs a torch.nn.Module (arch:NAME, a Python entry, or a TorchScript "
-                         f"archive); this is {source.format}")
+    if source.format not in MODULE_FORMATS:
+        raise ModelError(f"--model {model}: training needs a torch.nn.Module (arch:NAME, a Python entry, a TorchScript "
+                         f"archive or a .tflite model); this is {source.format}")
     _apply_weights(source, weights)
     spec, sources, file_used = _spec_layers(source, None, overrides)
     if spec.layout != "nchw":

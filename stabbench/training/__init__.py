@@ -81,7 +81,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, overwrite: bool =
             dt = time.perf_counter() - t0
             state.elapsed += dt
             train_log.append({"step": order.global_step, "epoch": epoch + 1, "lr": outputs.fmt(last["lr"]),
-                              **{k: outputs.fmt(last[k]) for k in ("total", "seg", "bc", "gc")},
+                              **{k: outputs.fmt(last[k]) for k in ("total", "seg", "bc", "gc", "liu")},
                               "step_time_s": f"{dt:.4f}", "elapsed_s": f"{state.elapsed:.3f}"})
             if progress is not None:
                 progress("train", order.global_step, run.total_steps)

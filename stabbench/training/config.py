@@ -6,9 +6,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from stabbench.conventions import BAND_WIDTH
+from stabbench.conventions import BAND_WIDTH, LIU_ALPHA, LIU_WEIGHT
 
 SEG_LOSSES = ("ce", "lovasz", "ce+lovasz")
+#: ``coherent``: the Coherent Loss (L_bc + L_gc); ``liu``: Liu et al.'s temporal loss (the peer,
+#: :mod:`stabbench.losses.temporal`); ``none``: the control (same batches, supervised loss only).
+TEMPORAL_LOSSES = ("coherent", "liu", "none")
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "poly", "cosine")
 
@@ -21,9 +24,11 @@ RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "eval_every", "eval_set", 
 class TrainConfig:
     """Every setting of a run. Defaults are the paper's fine-tuning settings (method notes, 4).
 
-    ``videos`` empty: supervised training on the labelled set only (``coherent`` is then
-    moot). ``coherent=False`` with videos: the control run (pairs still drawn).
-    ``input_size``: ``(H, W)`` training resolution; ``None`` = the first labelled image's.
+    ``videos`` empty: supervised training on the labelled set only (``temporal_loss`` is then
+    moot). ``temporal_loss="none"`` with videos: the control run (pairs still drawn);
+    ``"liu"``: the peer temporal loss on the same flows, batches and schedule.
+    ``input_size``: ``(H, W)`` training resolution; ``None`` = the model's fixed input size (an imported
+    TFLite model), else the first labelled image's.
     """
 
     model: str
@@ -33,7 +38,7 @@ class TrainConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     videos: tuple[str, ...] = ()
     weights: str | None = None
-    coherent: bool = True
+    temporal_loss: str = "coherent"
     epochs: int = 10
     max_steps: int | None = None
     batch_labeled: int = 12
@@ -42,6 +47,8 @@ class TrainConfig:
     beta: float = 5e-2
     lambda_bc: float = 1.0
     lambda_gc: float = 5e-5
+    lambda_liu: float = LIU_WEIGHT
+    liu_alpha: float = LIU_ALPHA
     seg_loss: str = "ce"
     optimizer: str = "sgd"
     lr: float = 1e-4
@@ -65,6 +72,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.seg_loss not in SEG_LOSSES:
             raise ValueError(f"seg_loss must be one of {', '.join(SEG_LOSSES)}; got {self.seg_loss!r}")
+        if self.temporal_loss not in TEMPORAL_LOSSES:
+            raise ValueError(f"temporal_loss must be one of {', '.join(TEMPORAL_LOSSES)}; got {self.temporal_loss!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -82,11 +91,16 @@ class TrainConfig:
 
     @property
     def mode(self) -> str:
-        """``coherent`` (CL fine-tune), ``control`` (videos given, supervised loss only) or
-        ``supervised`` (no videos: training on the labelled set alone)."""
+        """``coherent`` (CL fine-tune), ``liu`` (the peer temporal loss), ``control`` (videos given,
+        supervised loss only) or ``supervised`` (no videos: training on the labelled set alone)."""
         if not self.videos:
             return "supervised"
-        return "coherent" if self.coherent else "control"
+        return "control" if self.temporal_loss == "none" else self.temporal_loss
+
+    @property
+    def uses_flow(self) -> bool:
+        """Whether a step's loss reads the flows (the control's does not)."""
+        return self.temporal_loss != "none"
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

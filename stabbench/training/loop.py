@@ -4,7 +4,10 @@ One step (mode ``coherent``): a batch of ``batch_labeled`` labelled images and
 ``batch_pairs`` video pairs goes through the network in one forward pass (the paper's batch
 of 24 = 12 + 6 x 2: BatchNorm sees all of it); the loss is
 ``coherent_loss(segmentation_loss(labelled), logits_t, logits_t1, flows, masks)``.
-Mode ``control`` (``--no-coherent``): exactly the same batch (the same labelled images and
+Mode ``liu`` (``--temporal-loss liu``): the same batch and flows; the loss is
+``L_seg + lambda_liu * liu_temporal_loss(logits_t, logits_t1, frames, flow_fw)`` (the peer,
+:mod:`stabbench.losses.temporal`; bc = gc = 0 in the log).
+Mode ``control`` (``--temporal-loss none``, alias ``--no-coherent``): exactly the same batch (the same labelled images and
 pair frames, in the same order, in the same single forward pass, so BatchNorm sees the same
 24 images and computes the same batch statistics) and the same data order and pair draws;
 only the loss differs: the supervised one alone (bc = gc = 0 in the log). The control step
@@ -27,7 +30,7 @@ from stabbench.errors import ModelError
 from stabbench.training.config import lr_at
 from stabbench.training.run import TrainRun, TrainState
 
-LOSS_TERMS = ("total", "seg", "bc", "gc")
+LOSS_TERMS = ("total", "seg", "bc", "gc", "liu")
 
 
 class StageTimer:
@@ -75,36 +78,55 @@ def draw_batch(run: TrainRun, state: TrainState):
     pair_idx = order.pair_indices(rng)
     flips = [bool(rng.random() < 0.5) for _ in pair_idx] if cfg.augment else [False] * len(pair_idx)
     # the control run forwards the same pair frames (same BatchNorm batch), without flows
-    return images, labels, run.pairs.batch(pair_idx, flips, with_flow=cfg.coherent)
+    return images, labels, run.pairs.batch(pair_idx, flips, with_flow=cfg.uses_flow)
+
+
+def frames_01(run: TrainRun, frames: np.ndarray):
+    """uint8 ``(B, H, W, 3)`` RGB -> float32 ``[B, 3, H, W]`` in ``[0, 1]`` on the device (the
+    photometric weight of the Liu loss reads the frames, whatever the model's normalisation)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(frames)).to(run.device).permute(0, 3, 1, 2).float() / 255.0
 
 
 def compute_loss(run: TrainRun, images, labels, pair_batch) -> dict:
-    """One forward pass of the whole batch; the loss terms (tensors)."""
+    """One forward pass of the whole batch; the loss terms (tensors, :data:`LOSS_TERMS`)."""
     import torch
 
-    from stabbench.losses import coherent_loss, segmentation_loss
+    from stabbench.losses import coherent_loss, liu_temporal_loss, segmentation_loss
     from stabbench.predictors.output import first_tensor
 
     cfg = run.config
     x_l = run.to_input(images)
     y_l = torch.from_numpy(labels).to(run.device).long()
     n = x_l.shape[0]
+
+    def terms(seg, **active):
+        zero = seg.detach() * 0
+        return {"seg": seg, "bc": zero, "gc": zero, "liu": zero, **active}
+
     if pair_batch is None:
         seg = segmentation_loss(first_tensor(run.model(x_l)), y_l, kind=cfg.seg_loss, ignore_index=IGNORE_LABEL)
-        return {"total": seg, "seg": seg, "bc": seg.detach() * 0, "gc": seg.detach() * 0}
+        return {"total": seg, **terms(seg)}
     m = pair_batch.frames_t.shape[0]
     x = torch.cat([x_l, run.to_input(pair_batch.frames_t), run.to_input(pair_batch.frames_t1)])
     logits = first_tensor(run.model(x))
     logits_l, logits_t, logits_t1 = logits[:n], logits[n : n + m], logits[n + m :]
     seg = segmentation_loss(logits_l, y_l, kind=cfg.seg_loss, ignore_index=IGNORE_LABEL)
-    if not cfg.coherent:  # control: same forward pass, supervised loss only
-        return {"total": seg, "seg": seg, "bc": seg.detach() * 0, "gc": seg.detach() * 0}
-    return coherent_loss(seg, logits_t, logits_t1, *flow_tensors(run, pair_batch.flow), width=cfg.width,
-                         beta=cfg.beta, lambda_bc=cfg.lambda_bc, lambda_gc=cfg.lambda_gc)
+    if cfg.temporal_loss == "none":  # control: same forward pass, supervised loss only
+        return {"total": seg, **terms(seg)}
+    flow_fw, valid_fw, flow_bw, valid_bw = flow_tensors(run, pair_batch.flow)
+    if cfg.temporal_loss == "liu":
+        liu = liu_temporal_loss(logits_t, logits_t1, frames_01(run, pair_batch.frames_t),
+                                frames_01(run, pair_batch.frames_t1), flow_fw, alpha=cfg.liu_alpha)
+        return {"total": seg + cfg.lambda_liu * liu, **terms(seg, liu=liu)}
+    coherent = coherent_loss(seg, logits_t, logits_t1, flow_fw, valid_fw, flow_bw, valid_bw, width=cfg.width,
+                             beta=cfg.beta, lambda_bc=cfg.lambda_bc, lambda_gc=cfg.lambda_gc)
+    return {**terms(seg), **coherent}
 
 
 def train_step(run: TrainRun, state: TrainState, timer: StageTimer | None = None) -> dict:
-    """Draw the next batch, take one optimizer step; returns ``{"lr", "total", "seg", "bc", "gc"}``."""
+    """Draw the next batch, take one optimizer step; returns ``{"lr", "total", "seg", "bc", "gc", "liu"}``."""
     import torch
 
     stage = timer.stage if timer is not None else _untimed
@@ -150,4 +172,5 @@ def evaluate_run(run: TrainRun, state: TrainState, progress: Callable[[int, int]
     return state.last_eval
 
 
-__all__ = ["LOSS_TERMS", "StageTimer", "compute_loss", "draw_batch", "evaluate_run", "flow_tensors", "train_step"]
+__all__ = ["LOSS_TERMS", "StageTimer", "compute_loss", "draw_batch", "evaluate_run", "flow_tensors", "frames_01",
+           "train_step"]

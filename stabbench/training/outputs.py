@@ -10,7 +10,7 @@ Output folder::
                            architecture: ``--model arch:NAME --weights OUT/state_dict.pt``)
     train_config.json      every setting, resolved input size, model/data provenance and
                            checksums, versions, seeds, steps, final state digest
-    train_log.csv          one row per step: step, epoch, lr, total, seg, bc, gc, times
+    train_log.csv          one row per step: step, epoch, lr, total, seg, bc, gc, liu, times
     eval_log.csv           with --eval-set: step, epoch, S_global, S_boundary, mIoU_syn
     checkpoint.pt          the latest checkpoint (every --checkpoint-every steps, each epoch end)
     flow-cache/            the flow of every video pair (default --flow-cache)
@@ -50,7 +50,7 @@ ONNX_FILE = "model.onnx"
 STATE_FILE = "state_dict.pt"
 SPEC_FILE = Path(MODEL_FILE).stem + SPEC_FILE_SUFFIX
 OUTPUTS = (MODEL_FILE, SPEC_FILE, ONNX_FILE, STATE_FILE, CONFIG_FILE, TRAIN_LOG, EVAL_LOG, CHECKPOINT)
-TRAIN_COLUMNS = ("step", "epoch", "lr", "total", "seg", "bc", "gc", "step_time_s", "elapsed_s")
+TRAIN_COLUMNS = ("step", "epoch", "lr", "total", "seg", "bc", "gc", "liu", "step_time_s", "elapsed_s")
 EVAL_COLUMNS = ("step", "epoch", "S_global", "S_boundary", "mIoU_syn", "sequences", "eval_time_s")
 
 

@@ -105,10 +105,12 @@ def build_run(config: TrainConfig, out: Path, *, progress: Progress | None = Non
     listing = list_labeled(config)
     if not listing.sources:
         raise DataError(config.root, f"the {config.dataset} dataset lists no labelled images")
-    input_size = config.input_size or tuple(int(v) for v in listing.sources[0].load().image.shape[:2])
     overrides = {k: v for k, v in (("mean", config.mean), ("std", config.std)) if v is not None}
     trainable = load_trainable(config.model, len(listing.classes), weights=config.weights, seed=config.seed,
                                overrides=overrides)
+    # default resolution: the model's own fixed input size (an imported TFLite model), else the first image's
+    input_size = (config.input_size or trainable.spec.input_size
+                  or tuple(int(v) for v in listing.sources[0].load().image.shape[:2]))
     spec = dataclasses.replace(trainable.spec, input_size=tuple(input_size), resize="stretch", layout="nchw",
                                activation="softmax", num_classes=len(listing.classes))
     model = trainable.module.to(device)

