@@ -12,7 +12,8 @@ data order), :mod:`~stabbench.training.run` (building a run: an immutable :class
 and the mutable :class:`TrainState`), :mod:`~stabbench.training.checkpoint` (checkpoints,
 resume), :mod:`~stabbench.training.loop` (the step, with an optional :class:`StageTimer`,
 periodic evaluation), :mod:`~stabbench.training.outputs` (folder, logs, provenance, export to
-``torch.export`` and ONNX); :func:`run_training` (here) is the loop that ties them.
+``torch.export`` and ONNX); :mod:`~stabbench.training.distributed` (under ``torchrun``: DistributedDataParallel with the
+single-process batch statistics and loss); :func:`run_training` (here) is the loop that ties them.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def run_training(config: TrainConfig, *, resume: bool = False, overwrite: bool =
     if ranks is None:
         return _train(config, resume, overwrite, onnx, progress, on_step, None)
     from stabbench import distributed
+    from stabbench.training.distributed import use_local_gpu
 
+    use_local_gpu(config.device)
     distributed.start(ranks, config.device)
     try:
         result = _train(config, resume, overwrite, onnx, progress, on_step, ranks)

@@ -22,6 +22,7 @@ How (the reasons are in ``docs/scaling.md``):
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -209,6 +210,12 @@ def plain_batchnorm(module: nn.Module) -> nn.Module:
 # --------------------------------------------------------------------------- model and logits
 
 
+def use_local_gpu(device: str) -> None:
+    """``--device cuda`` under torchrun: this rank's GPU is ``LOCAL_RANK`` (one GPU per rank, NCCL)."""
+    if device == "cuda" and torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def distributed_network(model: nn.Module, ranks: Ranks, device: torch.device) -> Any:
     """``model`` with synchronised BatchNorm, wrapped in DistributedDataParallel (a collective:
     every rank calls it). A TorchScript model is refused (its layers cannot be replaced)."""
@@ -234,4 +241,4 @@ def gather_parts(local: torch.Tensor, sizes: list[int], ranks: Ranks) -> list[to
 
 
 __all__ = ["RankSyncedBatchNorm", "check_batches", "distributed_network", "gather_parts", "plain_batchnorm",
-           "rank_slice", "schedule_batch_sizes", "synchronise_batchnorm"]
+           "rank_slice", "schedule_batch_sizes", "synchronise_batchnorm", "use_local_gpu"]

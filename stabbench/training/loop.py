@@ -11,6 +11,8 @@ only the loss differs: the supervised one alone (bc = gc = 0 in the log). The co
 does not use the flows (they are neither stacked nor sent to the device), but the run still
 computes or reads them (cached on disk, once per pair ever), so both modes list and validate
 the same pairs and can share one cache. Mode ``supervised`` (no ``--videos``): labelled images only.
+Under torchrun (:func:`forward_batch`) each rank forwards its slice of that batch and gets the
+logits of all of it back, so the loss is the one of the whole batch.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Output folder::
     state_dict.pt          the trained weights (``torch.load(weights_only=True)``; with the
                            architecture: ``--model arch:NAME --weights OUT/state_dict.pt``)
     train_config.json      every setting, resolved input size, model/data provenance and
-                           checksums, versions, seeds, steps, final state digest
+                           checksums, versions, seeds, ranks (torchrun), steps, final state digest
     train_log.csv          one row per step: step, epoch, lr, total, seg, bc, gc, times
     eval_log.csv           with --eval-set: step, epoch, S_global, S_boundary, mIoU_syn
     checkpoint.pt          the latest checkpoint (every --checkpoint-every steps, each epoch end)

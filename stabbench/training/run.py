@@ -106,8 +106,9 @@ def build_run(config: TrainConfig, out: Path, *, progress: Progress | None = Non
               share: tuple[int, int] = (0, 1)) -> TrainRun:
     """Resolve and check everything ``config`` names (the slow part, flows, last).
 
-    ``share=(rank, world)``: of the pairs, compute (or find) the flow of ``rank, rank + world,
-    ...`` only (under torchrun each rank its share, into the shared cache)."""
+    ``share=(rank, world)`` (torchrun): check that every batch divides by ``world`` (UsageError),
+    and of the pairs compute (or find) the flow of ``rank, rank + world, ...`` only (each rank
+    its share, into the shared cache)."""
     import torch
 
     from stabbench.predictors import load_trainable
