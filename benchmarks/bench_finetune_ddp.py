@@ -15,8 +15,9 @@ Per round, each command runs once (interleaved, rotated); its sample is the medi
 ``step_time_s`` column its ``train_log.csv`` records (steps 2.., the first step holds one-off
 costs), which excludes start-up, data loading and export. The whole-command wall time is
 recorded too. After the rounds: the largest absolute difference between the two runs' final
-weights (every floating-point tensor of ``state_dict.pt``) and, for scale, the largest change of
-a weight from its initial value.
+``state_dict.pt`` (parameters; every floating-point tensor, BatchNorm running statistics
+included; and relative to each tensor's largest value) and, for scale, the largest change of a
+parameter from its initial value.
 
     .venv/bin/python benchmarks/bench_finetune_ddp.py                 # 128x224, 2 rounds
     .venv/bin/python benchmarks/bench_finetune_ddp.py --quick
@@ -71,11 +72,18 @@ def weight_difference(one: Path, two: Path) -> dict:
     b = torch.load(two / "state_dict.pt", weights_only=True)
     init = load_trainable("arch:tiny_unet", len(a["head.bias"]), seed=0).module.state_dict()
     floats = [k for k in a if a[k].is_floating_point()]
-    diffs = {k: float((a[k].double() - b[k].double()).abs().max()) for k in floats}
-    worst = max(diffs, key=diffs.get)
-    moved = max(float((a[k].double() - init[k].double()).abs().max()) for k in floats if k.endswith("weight"))
-    return {"max_abs_diff": diffs[worst], "tensor": worst, "max_weight_change_from_init": moved,
-            "tensors_compared": len(floats)}
+    params = [k for k in floats if not k.endswith(("running_mean", "running_var"))]
+
+    def largest(keys, of) -> tuple[float, str]:
+        return max((float(of(k)), k) for k in keys)
+
+    diff = largest(floats, lambda k: (a[k].double() - b[k].double()).abs().max())
+    diff_params = largest(params, lambda k: (a[k].double() - b[k].double()).abs().max())
+    relative = largest(floats, lambda k: (a[k].double() - b[k].double()).abs().max() / a[k].double().abs().max())
+    moved = largest(params, lambda k: (a[k].double() - init[k].double()).abs().max())
+    return {"max_abs_diff": diff[0], "tensor": diff[1], "max_abs_diff_parameters": diff_params[0],
+            "parameter": diff_params[1], "max_relative_diff": relative[0], "relative_tensor": relative[1],
+            "max_parameter_change_from_init": moved[0], "tensors_compared": len(floats)}
 
 
 def main(argv=None) -> int:
@@ -111,8 +119,10 @@ def main(argv=None) -> int:
     ratio, weights = timing["ratios"]["torchrun 2"], record["weights"]
     print(harness.header(record))
     print(harness.timing_table(timing))
-    print(f"step time torchrun 2 / 1 process: {ratio['of_medians']:.2f}x; max |w_2 - w_1| = {weights['max_abs_diff']:.3g} "
-          f"({weights['tensor']}), largest weight change from init {weights['max_weight_change_from_init']:.3g}")
+    print(f"step time torchrun 2 / 1 process: {ratio['of_medians']:.2f}x; max |w_2 - w_1|: parameters "
+          f"{weights['max_abs_diff_parameters']:.3g} ({weights['parameter']}), all tensors {weights['max_abs_diff']:.3g} "
+          f"({weights['tensor']}), relative {weights['max_relative_diff']:.3g} ({weights['relative_tensor']}); largest "
+          f"parameter change from init {weights['max_parameter_change_from_init']:.3g}")
     return 0
 
 
