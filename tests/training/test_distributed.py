@@ -137,8 +137,8 @@ STEPS = 4
 TOLERANCE = 1e-5
 
 
-def torchrun(*args, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "STABBENCH_DIST_TIMEOUT": "120"}
+def torchrun(*args, cwd: Path, timeout_s: int = 120) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "STABBENCH_DIST_TIMEOUT": str(timeout_s)}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "stabbench", *map(str, args)]
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -225,21 +225,26 @@ def _rank_pid(launcher: int, rank: int) -> int | None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the rank's process through /proc")
-def test_a_killed_rank_stops_the_run_and_resume_continues_it_exactly(runs: dict, videos: Path, tmp_path: Path) -> None:
+def test_a_hung_then_killed_rank_stops_the_run_and_resume_continues_it_exactly(runs: dict, videos: Path,
+                                                                              tmp_path: Path) -> None:
     out = tmp_path / "killed"
     args = ("finetune", *ARGS, "--videos", videos, "--out", out, "--checkpoint-every", "1")
-    launcher = torchrun(*args, cwd=tmp_path)
+    launcher = torchrun(*args, cwd=tmp_path, timeout_s=10)
     log, deadline = out / "train_log.csv", time.monotonic() + 240
     while not (log.is_file() and len(log.read_text().splitlines()) >= 2) and time.monotonic() < deadline:
         time.sleep(0.02)  # step 1 logged (its checkpoint written); 3 steps to go
-    victim = _rank_pid(launcher.pid, 1)
-    assert victim is not None and launcher.poll() is None
-    os.kill(victim, signal.SIGSTOP)  # the run cannot go on without rank 1 ...
+    victim, leader = _rank_pid(launcher.pid, 1), _rank_pid(launcher.pid, 0)
+    assert victim is not None and leader is not None and launcher.poll() is None
+    os.kill(victim, signal.SIGSTOP)  # rank 1 hangs: the run cannot go on ...
     assert len(log.read_text().splitlines()) - 1 < STEPS
-    os.kill(victim, signal.SIGKILL)  # ... which now dies
+    deadline = time.monotonic() + 90
+    while Path(f"/proc/{leader}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # ... rank 0 gives up after STABBENCH_DIST_TIMEOUT (10 s), not never
+    assert not Path(f"/proc/{leader}").exists()
+    os.kill(victim, signal.SIGKILL)  # rank 1 dies
     code, stderr = finished(launcher)
     assert code != 0
-    assert "stabbench: error: rank 0:" in stderr and "--resume" in stderr  # rank 0 says what happened and what to do
+    assert "stabbench: error: rank 0: lost contact" in stderr and "--resume" in stderr  # what happened, what to do
     assert not (out / "model.pt2").exists() and not (out / "state_dict.pt").exists()
     assert "result" not in json.loads((out / "train_config.json").read_text())  # nothing looks complete
     code, stderr = finished(torchrun(*args, "--resume", cwd=tmp_path))
