@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable
 
-from stabbench.errors import StabbenchError, UsageError
+from stabbench.errors import IOFailure, StabbenchError, UsageError
 
 #: Default of ``STABBENCH_DIST_TIMEOUT``: how long a rank waits for the others at a collective
 #: (a slow rank on a big eval shard, or computing its share of the flows, may take long).
@@ -96,11 +96,15 @@ def gather(ranks: Ranks, outcome) -> list:
 
 
 def outcome_of(action: Callable[[], Any]) -> Any:
-    """``action()``, or the :class:`StabbenchError` it raised (for :func:`gather`)."""
+    """``action()``, or the :class:`StabbenchError` it raised (for :func:`gather`); an ``OSError``
+    (a write that failed: disk full, read-only folder) becomes an :class:`IOFailure` naming the file."""
     try:
         return action()
     except StabbenchError as exc:
         return exc
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return IOFailure(f"{where}cannot write or read ({exc.strerror or exc}); nothing was half-written")
 
 
 def all_succeed(ranks: Ranks | None, action: Callable[[], Any]) -> Any:

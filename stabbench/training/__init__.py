@@ -12,8 +12,9 @@ data order), :mod:`~stabbench.training.run` (building a run: an immutable :class
 and the mutable :class:`TrainState`), :mod:`~stabbench.training.checkpoint` (checkpoints,
 resume), :mod:`~stabbench.training.loop` (the step, with an optional :class:`StageTimer`,
 periodic evaluation), :mod:`~stabbench.training.outputs` (folder, logs, provenance, export to
-``torch.export`` and ONNX); :mod:`~stabbench.training.distributed` (under ``torchrun``: DistributedDataParallel with the
-single-process batch statistics and loss); :func:`run_training` (here) is the loop that ties them.
+``torch.export`` and ONNX), :mod:`~stabbench.training.distributed` (under ``torchrun``:
+DistributedDataParallel with the single-process batch statistics and loss); :func:`run_training`
+(here) is the loop that ties them.
 """
 
 from __future__ import annotations

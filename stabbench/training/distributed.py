@@ -116,7 +116,8 @@ class RankSyncedBatchNorm(_BatchNorm):
     as one process's), so the gradient through the statistics is the single-process one too.
     Running statistics are updated as :class:`torch.nn.BatchNorm2d` does (unbiased variance,
     ``momentum`` or the cumulative average), identically on every rank. In eval mode it is a
-    plain BatchNorm on this rank's input (no collective). Every rank must forward the same number of items (equal slices).
+    plain BatchNorm on this rank's input (no collective). Every rank must forward the same
+    number of items (equal slices).
 
     Convention: input ``[B, C, *]`` (channels second); statistics over every dim but ``C``.
     """

@@ -17,7 +17,7 @@ from stabbench.distributed import (
     leader_then_share,
     outcome_of,
 )
-from stabbench.errors import DataError, UsageError
+from stabbench.errors import DataError, IOFailure, UsageError
 
 
 @pytest.mark.parametrize(("world", "rank", "want"), [(None, None, None), ("1", "0", None), ("2", "1", Ranks(1, 2))])
@@ -58,6 +58,12 @@ def test_one_process_agreement_is_the_action_itself() -> None:
         raise error
 
     assert outcome_of(fail) is error
+
+    def write():
+        raise PermissionError(13, "Permission denied", "out/checkpoint.pt")
+
+    failure = outcome_of(write)  # travels to the other ranks as an exit-6 error naming the file
+    assert isinstance(failure, IOFailure) and str(failure).startswith("out/checkpoint.pt: cannot write or read")
     with pytest.raises(DataError):
         all_succeed(None, fail)
     assert Ranks(0, 2).leader and not Ranks(1, 2).leader
