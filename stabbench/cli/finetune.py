@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import signal
+from contextlib import contextmanager
 
 import click
 
@@ -90,11 +92,16 @@ def finetune(dataset, root, videos, temporal_loss, no_coherent, resume, overwrit
     Writes OUT/model.pt2 (+ model.stabbench.json: `stabbench eval --model OUT/model.pt2`),
     state_dict.pt, train_config.json, train_log.csv, eval_log.csv and checkpoint.pt.
     """
+    from stabbench.distributed import launched_ranks
     from stabbench.errors import UsageError
     from stabbench.training import run_training
 
     if no_coherent and temporal_loss not in ("coherent", "none"):
         raise UsageError(f"--no-coherent (the control) contradicts --temporal-loss {temporal_loss}")
+    ranks = launched_ranks()  # under torchrun: DistributedDataParallel, rank 0 writes
+    leader = ranks is None or ranks.leader
+    if not leader:
+        settings["quiet"] = True
     config = build_train_config(
         dataset, root, pop_dataset_options(settings), videos=tuple(videos),
         temporal_loss="none" if no_coherent else temporal_loss,
@@ -119,8 +126,34 @@ def finetune(dataset, root, videos, temporal_loss, no_coherent, resume, overwrit
                         f"bc {losses['bc']:.4f}  gc {losses['gc']:.3g}  liu {losses['liu']:.4f}")
                 bar.update(tasks["train"], info=text)
 
-        result = run_training(config, resume=resume, overwrite=overwrite, onnx=onnx, progress=progress, on_step=on_step)
-    print_summary(result, config)
+        with stopped_by_launcher(ranks, config.out):
+            result = run_training(config, resume=resume, overwrite=overwrite, onnx=onnx, progress=progress,
+                                  on_step=on_step, ranks=ranks)
+    if leader:
+        print_summary(result, config)
+
+
+@contextmanager
+def stopped_by_launcher(ranks, out: str):
+    """Under torchrun, SIGTERM (what torchrun sends every rank when one fails, and what Slurm and
+    Kubernetes send on cancel) becomes an error line and exit 6 instead of a silent death;
+    atomic writes in progress are cleaned up as for any error."""
+    from stabbench.errors import IOFailure
+
+    if ranks is None:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise IOFailure(f"rank {ranks.rank}: stopped by SIGTERM (torchrun stops every rank when one fails; or the job "
+                        f"was cancelled); nothing final was written; continue with the same command plus --resume "
+                        f"(checkpoint in {out})")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

@@ -227,12 +227,16 @@ class PairData:
             self._memory.popitem(last=False)
         return item
 
-    def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Read every pair and compute (or find) its flow up front: bad videos fail before training."""
-        for i in range(len(self.refs)):
+    def prepare(self, progress: Callable[[int, int], None] | None = None, share: tuple[int, int] = (0, 1)) -> None:
+        """Read every pair and compute (or find) its flow up front: bad videos fail before training.
+
+        ``share=(k, n)``: only pairs ``k, k + n, ...`` (one of ``n`` processes filling a shared
+        cache; no two compute the same pair)."""
+        mine = range(share[0], len(self.refs), share[1])
+        for done, i in enumerate(mine, 1):
             self.get(i)
             if progress is not None:
-                progress(i + 1, len(self.refs))
+                progress(done, len(mine))
 
     def batch(self, indices: list[int], flips: list[bool], *, with_flow: bool = True) -> PairBatch:
         """The pairs ``indices`` (each mirrored where ``flips``); ``with_flow=False`` (the control

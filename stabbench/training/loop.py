@@ -14,6 +14,8 @@ only the loss differs: the supervised one alone (bc = gc = 0 in the log). The co
 does not use the flows (they are neither stacked nor sent to the device), but the run still
 computes or reads them (cached on disk, once per pair ever), so both modes list and validate
 the same pairs and can share one cache. Mode ``supervised`` (no ``--videos``): labelled images only.
+Under torchrun (:func:`forward_batch`) each rank forwards its slice of that batch and gets the
+logits of all of it back, so the loss is the one of the whole batch.
 """
 
 from __future__ import annotations
@@ -89,29 +91,48 @@ def frames_01(run: TrainRun, frames: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(frames)).to(run.device).permute(0, 3, 1, 2).float() / 255.0
 
 
+def forward_batch(run: TrainRun, parts: list[np.ndarray]) -> list:
+    """Logits of the batch's ``parts`` (labelled images, then frames ``t`` and ``t+1``: uint8
+    ``(B_k, H, W, 3)``) in one forward pass: ``[B_k, C, H, W]`` per part.
+
+    Under torchrun this rank forwards its contiguous slice of each part and the global logits
+    are all-gathered with autograd (:mod:`~stabbench.training.distributed`): every rank gets the
+    single-process logits of the whole batch.
+    """
+    import torch
+
+    from stabbench.predictors.output import first_tensor
+
+    ranks = run.ranks
+    if ranks is not None:
+        from stabbench.training.distributed import gather_parts, rank_slice
+
+        parts = [part[rank_slice(len(part), ranks)] for part in parts]
+    sizes = [len(part) for part in parts]
+    logits = first_tensor(run.trained(torch.cat([run.to_input(part) for part in parts])))
+    if ranks is not None:
+        return gather_parts(logits, sizes, ranks)
+    return list(logits.split(sizes))
+
+
 def compute_loss(run: TrainRun, images, labels, pair_batch) -> dict:
     """One forward pass of the whole batch; the loss terms (tensors, :data:`LOSS_TERMS`)."""
     import torch
 
     from stabbench.losses import coherent_loss, liu_temporal_loss, segmentation_loss
-    from stabbench.predictors.output import first_tensor
 
     cfg = run.config
-    x_l = run.to_input(images)
     y_l = torch.from_numpy(labels).to(run.device).long()
-    n = x_l.shape[0]
 
     def terms(seg, **active):
         zero = seg.detach() * 0
         return {"seg": seg, "bc": zero, "gc": zero, "liu": zero, **active}
 
     if pair_batch is None:
-        seg = segmentation_loss(first_tensor(run.model(x_l)), y_l, kind=cfg.seg_loss, ignore_index=IGNORE_LABEL)
+        (logits_l,) = forward_batch(run, [images])
+        seg = segmentation_loss(logits_l, y_l, kind=cfg.seg_loss, ignore_index=IGNORE_LABEL)
         return {"total": seg, **terms(seg)}
-    m = pair_batch.frames_t.shape[0]
-    x = torch.cat([x_l, run.to_input(pair_batch.frames_t), run.to_input(pair_batch.frames_t1)])
-    logits = first_tensor(run.model(x))
-    logits_l, logits_t, logits_t1 = logits[:n], logits[n : n + m], logits[n + m :]
+    logits_l, logits_t, logits_t1 = forward_batch(run, [images, pair_batch.frames_t, pair_batch.frames_t1])
     seg = segmentation_loss(logits_l, y_l, kind=cfg.seg_loss, ignore_index=IGNORE_LABEL)
     if cfg.temporal_loss == "none":  # control: same forward pass, supervised loss only
         return {"total": seg, **terms(seg)}
@@ -150,18 +171,32 @@ def train_step(run: TrainRun, state: TrainState, timer: StageTimer | None = None
 
 
 def evaluate_run(run: TrainRun, state: TrainState, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Stability of the current model (eval mode) on ``--eval-set``: ``{step, epoch, S_global, ...}``."""
+    """Stability of the current model (eval mode) on ``--eval-set``: ``{step, epoch, S_global, ...}``.
+
+    Under torchrun each rank scores one shard of the set and the counts are gathered (the
+    single-process counts, on every rank)."""
     from stabbench.conventions import BAND_WIDTH
     from stabbench.evaluation import evaluate
     from stabbench.metrics import summarize
     from stabbench.predictors import TorchPredictor
 
     t0 = time.perf_counter()
-    try:
-        predictor = TorchPredictor(run.model, run.spec, device=str(run.device))
-        result = evaluate(predictor, run.eval_set, spec=run.spec, band_width=BAND_WIDTH, progress=progress)
-    finally:
-        run.model.train()
+    ranks = run.ranks
+    shard = (0, 1) if ranks is None else (ranks.rank, ranks.world)
+
+    def score():
+        try:
+            predictor = TorchPredictor(run.model, run.spec, device=str(run.device))
+            return evaluate(predictor, run.eval_set, spec=run.spec, band_width=BAND_WIDTH, shard=shard, progress=progress)
+        finally:
+            run.model.train()
+
+    if ranks is None:
+        result = score()
+    else:
+        from stabbench.evaluation.distributed import gather_eval_states
+
+        result = gather_eval_states(ranks, score)
     overall = summarize(result.stability, result.confusion)
     order = state.order
     state.last_eval = {"step": order.global_step, "epoch": order.epoch if order.step_in_epoch == 0 else order.epoch + 1,
@@ -172,5 +207,5 @@ def evaluate_run(run: TrainRun, state: TrainState, progress: Callable[[int, int]
     return state.last_eval
 
 
-__all__ = ["LOSS_TERMS", "StageTimer", "compute_loss", "draw_batch", "evaluate_run", "flow_tensors", "frames_01",
-           "train_step"]
+__all__ = ["LOSS_TERMS", "StageTimer", "compute_loss", "draw_batch", "evaluate_run", "flow_tensors", "forward_batch",
+           "frames_01", "train_step"]

@@ -9,7 +9,7 @@ Output folder::
     state_dict.pt          the trained weights (``torch.load(weights_only=True)``; with the
                            architecture: ``--model arch:NAME --weights OUT/state_dict.pt``)
     train_config.json      every setting, resolved input size, model/data provenance and
-                           checksums, versions, seeds, steps, final state digest
+                           checksums, versions, seeds, ranks (torchrun), steps, final state digest
     train_log.csv          one row per step: step, epoch, lr, total, seg, bc, gc, liu, times
     eval_log.csv           with --eval-set: step, epoch, S_global, S_boundary, mIoU_syn
     checkpoint.pt          the latest checkpoint (every --checkpoint-every steps, each epoch end)
@@ -23,7 +23,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -207,9 +206,11 @@ def _names_digest(names: list[str]) -> str:
     return sha256_bytes("\n".join(names).encode())
 
 
-def provenance(run: TrainRun, state: TrainState, final: dict | None = None) -> dict:
+def provenance(run: TrainRun, state: TrainState, final: dict | None = None, flow_stats: list[dict] | None = None) -> dict:
     """The ``train_config.json`` record: settings, resolved input, model and data with checksums,
-    versions, seeds, schedule, and (``final``) the result."""
+    versions, seeds, schedule, the ranks (torchrun), and (``final``) the result.
+
+    ``flow_stats``: the flow cache counters of every rank (rank order); default this process's."""
     cfg = run.config
     record: dict[str, Any] = {
         "format": "stabbench-train-config",
@@ -220,6 +221,7 @@ def provenance(run: TrainRun, state: TrainState, final: dict | None = None) -> d
         "seeds": {"seed": cfg.seed, "torch": cfg.seed, "numpy": cfg.seed, "python": cfg.seed},
         "versions": versions(torch=True),
         "device": str(run.device),
+        "ranks": _ranks_record(run),
         "model": run.model_info,
         "preprocess": run.spec.to_dict(),
         "labeled": {
@@ -253,13 +255,33 @@ def provenance(run: TrainRun, state: TrainState, final: dict | None = None) -> d
             "complete": state.order.global_step >= run.total_steps,
             "elapsed_s": round(state.elapsed, 3),
             "last_eval": state.last_eval,
-            "flow_cache": None if run.flow_cache is None else {
-                k: v for k, v in run.flow_cache.stats().items() if not (isinstance(v, float) and math.isnan(v))
-            },
+            "flow_cache": None if run.flow_cache is None else _flow_record(flow_stats or [run.flow_cache.stats()]),
             **final,
         }
     return record
 
 
-def write_provenance(run: TrainRun, state: TrainState, final: dict | None = None) -> None:
-    atomic_write_json(run.out / CONFIG_FILE, provenance(run, state, final), sort_keys=False, default=str)
+def _ranks_record(run: TrainRun) -> dict:
+    """One process, or the torchrun layout: world size, backend, how BatchNorm and the loss are shared."""
+    if run.ranks is None:
+        return {"world_size": 1}
+    return {"world_size": run.ranks.world, "backend": "nccl" if run.device.type == "cuda" else "gloo",
+            "split": "contiguous slice of every global batch per rank", "batchnorm": "global-batch statistics",
+            "loss": "global batch (all-gathered logits)"}
+
+
+def _flow_record(per_rank: list[dict]) -> dict:
+    """Flow cache counters summed over the ranks (hits, misses = pairs computed, corrupt, hit rate), and
+    per rank when there are several."""
+    totals = {k: sum(int(stats[k]) for stats in per_rank) for k in ("hits", "misses", "corrupt")}
+    looked_up = totals["hits"] + totals["misses"]
+    if looked_up:
+        totals["hit_rate"] = totals["hits"] / looked_up
+    if len(per_rank) > 1:
+        totals["per_rank"] = [{k: int(stats[k]) for k in ("hits", "misses", "corrupt")} for stats in per_rank]
+    return totals
+
+
+def write_provenance(run: TrainRun, state: TrainState, final: dict | None = None,
+                     flow_stats: list[dict] | None = None) -> None:
+    atomic_write_json(run.out / CONFIG_FILE, provenance(run, state, final, flow_stats), sort_keys=False, default=str)

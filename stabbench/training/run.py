@@ -32,7 +32,10 @@ class TrainRun:
     ``input_size``: the resolved training resolution ``(H, W)``; ``spec``: the model's
     :class:`~stabbench.predictors.ModelSpec` at that size (the input side of every batch, and
     the spec file written beside the exported model); ``pairs``/``flow_cache``/``flow_params``:
-    ``None`` without videos; ``eval_set``: ``None`` without ``--eval-set``.
+    ``None`` without videos; ``eval_set``: ``None`` without ``--eval-set``. Under ``torchrun``
+    (:func:`~stabbench.training.distributed.distributed_network`): ``ranks`` and ``network``, the
+    DistributedDataParallel wrapper of ``model`` that training steps forward through; else
+    ``None`` (steps forward ``model`` itself).
     """
 
     config: TrainConfig
@@ -49,6 +52,13 @@ class TrainRun:
     eval_set: Any = None
     labeled_sha256: str = ""
     video_description: list = field(default_factory=list)
+    ranks: Any = None
+    network: Any = None
+
+    @property
+    def trained(self) -> Any:
+        """The module a training step forwards (the DDP wrapper under torchrun, else ``model``)."""
+        return self.model if self.network is None else self.network
 
     @property
     def steps_per_epoch(self) -> int:
@@ -92,8 +102,13 @@ def _stage(progress: Progress | None, name: str):
     return None if progress is None else (lambda done, total: progress(name, done, total))
 
 
-def build_run(config: TrainConfig, out: Path, *, progress: Progress | None = None) -> TrainRun:
-    """Resolve and check everything ``config`` names (the slow part, flows, last)."""
+def build_run(config: TrainConfig, out: Path, *, progress: Progress | None = None,
+              share: tuple[int, int] = (0, 1)) -> TrainRun:
+    """Resolve and check everything ``config`` names (the slow part, flows, last).
+
+    ``share=(rank, world)`` (torchrun): check that every batch divides by ``world`` (UsageError),
+    and of the pairs compute (or find) the flow of ``rank, rank + world, ...`` only (each rank
+    its share, into the shared cache)."""
     import torch
 
     from stabbench.predictors import load_trainable
@@ -124,13 +139,17 @@ def build_run(config: TrainConfig, out: Path, *, progress: Progress | None = Non
         flow_cache = FlowCache(config.flow_cache or (out / "flow-cache"))
         flow_params = FlowParams(preset=config.flow_preset)
         pairs = PairData(videos, input_size, flow_cache, flow_params, pairs_per_video=config.pairs_per_video)
+    if share[1] > 1:
+        from stabbench.training.distributed import check_batches
+
+        check_batches(len(labeled), config.batch_labeled, len(pairs) if pairs else 0, config.batch_pairs, share[1])
     eval_set = _open_eval_set(config, labeled)
     run = TrainRun(config, out, device, model, trainable.info, spec, tuple(input_size), labeled, pairs, flow_cache,
                    flow_params, eval_set, labeled.checksum())
     check_output(run)
     if pairs is None:
         return run
-    pairs.prepare(progress=_stage(progress, "video pairs (flow)"))  # last: the slow part (flow of every pair)
+    pairs.prepare(progress=_stage(progress, "video pairs (flow)"), share=share)  # last: the slow part (flow of every pair)
     return dataclasses.replace(run, video_description=pairs.describe())
 
 

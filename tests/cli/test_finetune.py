@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -333,3 +334,24 @@ def test_tflite_model_with_an_unsupported_op_is_exit_5(data, tmp_path: Path) -> 
     truncated.write_bytes(source.read_bytes()[:4096])
     result = cli("finetune", *BASE, "--model", truncated, "--out", tmp_path / "o2")
     assert result.exit_code == 5 and f"{truncated}: malformed TFLite flatbuffer" in result.output, result.output
+
+
+def test_sigterm_under_torchrun_becomes_an_error_line(tmp_path: Path) -> None:
+    """torchrun stops the surviving ranks with SIGTERM: each then fails with exit 6 and a line
+    naming its rank and --resume (tests/training/test_distributed.py covers a killed rank)."""
+    import os
+    import signal
+
+    from stabbench.cli.finetune import stopped_by_launcher
+    from stabbench.distributed import Ranks
+    from stabbench.errors import EXIT_IO, IOFailure
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(IOFailure) as excinfo, stopped_by_launcher(Ranks(1, 2), str(tmp_path)):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
+    assert excinfo.value.exit_code == EXIT_IO
+    assert str(excinfo.value).startswith("rank 1: stopped by SIGTERM") and "--resume" in str(excinfo.value)
+    assert signal.getsignal(signal.SIGTERM) is before  # restored
+    with stopped_by_launcher(None, str(tmp_path)):  # one process: SIGTERM keeps its default meaning
+        assert signal.getsignal(signal.SIGTERM) is before
