@@ -7,17 +7,23 @@ or renders its frames and masks, checking them against the manifest), sends the 
 keeps the masks, and later *scores* it (given the labels: the metric counts of that one
 sequence). So only frames and labels cross between processes, never the masks. Loads run up
 to two sequences ahead per worker; each sequence's counts come back as a state of its own and
-are merged in sequence order, so the result is the serial result, count for count. A worker's
-error (bad data) is raised here as itself; a worker that dies (killed, out of memory) ends the
-run with an :class:`~stabbench.errors.IOFailure`.
+are merged in sequence order, so the result is the serial result, count for count.
+
+Each worker is a process of its own with one duplex pipe, of which this process holds only
+its end: a worker that dies (killed, out of memory), even in the middle of sending, closes its
+end, and the run ends with an :class:`~stabbench.errors.IOFailure` instead of waiting
+forever (a ``ProcessPoolExecutor`` can hang there: its result pipe stays open in the caller).
+A worker's error (bad data) comes back as an object and is raised here as itself, when the
+sequence it concerns has its turn. A worker reads commands in a thread of its own, so neither
+side ever blocks on a full pipe while the other waits to send.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import pickle
+import queue
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -26,33 +32,126 @@ import numpy as np
 from stabbench.errors import IOFailure
 from stabbench.evaluation.state import EvalState
 
-_WORKER: dict = {}
+#: Seconds a worker gets to exit after it is told to stop, before it is terminated.
+_STOP_GRACE = 5.0
 
 
-def _init_worker(root: str, band_width: int, num_classes: int) -> None:
-    import cv2
-
-    from stabbench.synth import open_set
-
-    cv2.setNumThreads(1)  # one core per worker: the workers are the parallelism
-    _WORKER.update(dataset=open_set(Path(root)), band_width=band_width, num_classes=num_classes)
+# ------------------------------------------------------------------ the worker process
 
 
-def _load(i: int) -> np.ndarray:
-    """Frames of sequence ``i`` (sent to the caller); its masks stay here until it is scored."""
-    seq = _WORKER["dataset"][i]
-    frames = seq.frames()
-    _WORKER.setdefault("masks", {})[i] = seq.masks()
-    return frames
+def _worker_main(conn, root: str, band_width: int, num_classes: int) -> None:
+    """Serve ``("load", i)`` and ``("score", i, labels)`` in the order received; ``None`` stops."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle (it stops the workers)
+    commands: queue.Queue = queue.Queue()
+
+    def receive() -> None:
+        try:
+            while True:
+                commands.put(conn.recv())
+        except (EOFError, OSError):  # the caller went away or closed the pipe: stop
+            commands.put(None)
+
+    threading.Thread(target=receive, name="stabbench-commands", daemon=True).start()
+    try:
+        import cv2
+
+        from stabbench.synth import open_set
+
+        cv2.setNumThreads(1)  # one core per worker: the workers are the parallelism
+        dataset = open_set(Path(root))
+    except BaseException as exc:  # noqa: BLE001 - reported to the caller, who raises it
+        _reply(conn, ("fatal", None, exc))
+        return
+    masks: dict[int, np.ndarray] = {}
+    while (command := commands.get()) is not None:
+        kind, i = command[0], command[1]
+        try:
+            if kind == "load":
+                seq = dataset[i]
+                frames = seq.frames()
+                masks[i] = seq.masks()
+                reply = ("frames", i, frames)
+                del frames
+            else:
+                reply = ("state", i, _score(dataset, i, command[2], masks.pop(i), band_width, num_classes))
+        except Exception as exc:  # noqa: BLE001 - bad data: raised by the caller when its turn comes
+            reply = ("error:" + ("frames" if kind == "load" else "state"), i, exc)
+        _reply(conn, reply)
+        del reply
 
 
-def _score(i: int, labels: np.ndarray) -> dict:
+def _reply(conn, reply: tuple) -> None:
+    """Send ``reply``; an error that cannot be pickled goes as a ``RuntimeError`` with its text."""
+    try:
+        conn.send(reply)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        if not isinstance(reply[2], BaseException):
+            raise
+        exc = reply[2]
+        conn.send((reply[0], reply[1], RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+def _score(dataset, i: int, labels: np.ndarray, masks: np.ndarray, band_width: int, num_classes: int) -> dict:
     from stabbench.evaluation.sequence import accumulate_sequence
     from stabbench.metrics import ConfusionMeter, StabilityMeter
 
-    state = EvalState(StabilityMeter(band_width=_WORKER["band_width"]), ConfusionMeter(num_classes=_WORKER["num_classes"]))
-    accumulate_sequence(state, _WORKER["dataset"][i], labels, _WORKER["masks"].pop(i))
+    state = EvalState(StabilityMeter(band_width=band_width), ConfusionMeter(num_classes=num_classes))
+    accumulate_sequence(state, dataset[i], labels, masks)
     return state.state_dict()
+
+
+# ------------------------------------------------------------------ the caller's side
+
+
+class WorkerDied(Exception):
+    """A worker process ended without being told to (killed, out of memory)."""
+
+
+class _Worker:
+    """One worker process and this process's end of its pipe; replies kept until asked for."""
+
+    def __init__(self, context, initargs: tuple):
+        self.conn, child = context.Pipe(duplex=True)
+        self.process = context.Process(target=_worker_main, args=(child, *initargs), daemon=True,
+                                       name="stabbench-eval-worker")
+        self.process.start()
+        child.close()  # only the worker holds its end: its death is an EOF here
+        self.replies: dict[tuple[str, int], object] = {}
+
+    def send(self, *command) -> None:
+        try:
+            self.conn.send(command)
+        except OSError:
+            raise WorkerDied from None
+
+    def take(self, kind: str, i: int):
+        """The reply ``kind`` (``"frames"`` or ``"state"``) of sequence ``i``; raises what the worker raised."""
+        while (kind, i) not in self.replies and ("error:" + kind, i) not in self.replies:
+            try:
+                got_kind, got_i, payload = self.conn.recv()
+            except (EOFError, OSError):
+                raise WorkerDied from None
+            if got_kind == "fatal":
+                raise payload
+            self.replies[got_kind, got_i] = payload
+        if ("error:" + kind, i) in self.replies:
+            raise self.replies.pop(("error:" + kind, i))
+        return self.replies.pop((kind, i))
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.conn.close()
+
+    def reap(self, timeout: float) -> None:
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(_STOP_GRACE)
 
 
 def evaluate_in_workers(predictor, dataset, state: EvalState, indices, workers: int, *, spec, batch_size,
@@ -64,44 +163,45 @@ def evaluate_in_workers(predictor, dataset, state: EvalState, indices, workers: 
     num_classes = len(dataset.classes)
     context = multiprocessing.get_context("spawn")
     initargs = (str(dataset.root), state.stability.band_width, num_classes)
-    # One single-process pool per worker: a pool runs its tasks in submission order, so the
-    # score of a sequence reaches the worker that loaded it (and holds its masks).
-    pools = [ProcessPoolExecutor(1, mp_context=context, initializer=_init_worker, initargs=initargs)
-             for _ in range(workers)]
     order = list(indices)
+    pool: list[_Worker] = []
+    failed = True
     try:
-        loads: deque = deque()
-        scores: deque = deque()
-        submitted = 0
-        done = 0
+        pool = [_Worker(context, initargs) for _ in range(min(workers, len(order)))]
+        count = len(pool)
+        loaded = 0  # loads sent so far (in order): up to two per worker ahead of the model
+        scored = 0  # states merged so far (in order)
         for position, i in enumerate(order):
-            while submitted < len(order) and submitted <= position + 2 * workers - 1:
-                loads.append(pools[submitted % workers].submit(_load, order[submitted]))
-                submitted += 1
-            frames = loads.popleft().result()
+            while loaded < len(order) and loaded < position + 2 * count:
+                pool[loaded % count].send("load", order[loaded])
+                loaded += 1
+            frames = pool[position % count].take("frames", i)
             seq = dataset[i]
             labels = predict_checked(predictor, seq, frames, state, spec, batch_size, allow_non_finite, num_classes)
             del frames
             if on_labels is not None:
                 on_labels(seq, labels)
-            scores.append(pools[position % workers].submit(_score, i, labels))
+            pool[position % count].send("score", i, labels)
             del labels
-            while scores and (scores[0].done() or len(scores) > workers):
-                state = _merge(state, scores.popleft().result())
-                done += 1
+            while scored < position + 1 - count:  # keep up to one score per worker in flight
+                state = _merge(state, pool[scored % count].take("state", order[scored]))
+                scored += 1
                 if progress is not None:
-                    progress(done, len(order))
-        while scores:
-            state = _merge(state, scores.popleft().result())
-            done += 1
+                    progress(scored, len(order))
+        while scored < len(order):
+            state = _merge(state, pool[scored % count].take("state", order[scored]))
+            scored += 1
             if progress is not None:
-                progress(done, len(order))
-    except BrokenProcessPool:
+                progress(scored, len(order))
+        failed = False
+    except WorkerDied:
         raise IOFailure("an evaluation worker process died (killed, or out of memory); nothing was written — "
                         "re-run the command (with fewer --workers if memory is short)") from None
     finally:
-        for pool in pools:
-            pool.shutdown(wait=True, cancel_futures=True)
+        for worker in pool:
+            worker.stop()
+        for worker in pool:  # after an error the workers may be mid-task: do not wait for them
+            worker.reap(0.0 if failed else _STOP_GRACE)
     return state
 
 

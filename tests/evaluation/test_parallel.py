@@ -43,22 +43,28 @@ def test_eval_workers_writes_the_same_bytes(small_set: Path, tmp_path: Path) -> 
 
 
 class KillsAWorker:
-    """Kills one worker process on its second call (as the OOM killer would)."""
+    """Kills one worker process on its ``at``-th call (as the OOM killer would): depending on the
+    moment, the worker is idle, rendering, or in the middle of sending frames."""
 
-    calls = 0
+    def __init__(self, at: int):
+        self.at, self.calls = at, 0
 
     def predict(self, frames):
-        KillsAWorker.calls += 1
-        if KillsAWorker.calls == 2:
-            os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)
+        self.calls += 1
+        if self.calls == self.at:
+            workers = [p for p in multiprocessing.active_children() if p.name == "stabbench-eval-worker"]
+            os.kill(workers[self.calls % len(workers)].pid, signal.SIGKILL)
         return np.zeros(frames.shape[:3], np.uint8)
 
 
 @pytest.mark.slow
-def test_a_killed_worker_ends_the_run_clearly(small_set: Path) -> None:
+@pytest.mark.parametrize("at", [1, 2, 3])  # both workers still have sequences to send
+def test_a_killed_worker_ends_the_run_clearly(small_set: Path, at: int) -> None:
+    """Never a hang (a ProcessPoolExecutor waits forever when a worker dies mid-send): exit 6."""
     with pytest.raises(IOFailure, match="worker process died") as info:
-        evaluate(KillsAWorker(), open_set(small_set), workers=2)
+        evaluate(KillsAWorker(at), open_set(small_set), workers=2)
     assert info.value.exit_code == 6
+    assert not [p for p in multiprocessing.active_children() if p.name == "stabbench-eval-worker"]
 
 
 @pytest.mark.slow
