@@ -17,8 +17,11 @@ content at ``x`` of frame ``t`` is at ``x + f(x)`` in frame ``t+1`` (forward flo
 pixel of frame ``t+1`` nearest to it.
 
 Memory: the clips of a video are drawn while the measure holds its frames and labels (nothing
-is re-read); the masks are gathered pair by pair as bit-packed arrays (1/8 byte per pixel per
-frame and model, plus the band's); one model's clip is drawn and written at a time.
+is re-read or copied); the masks are gathered pair by pair, bit-packed (1/8 byte per pixel per
+frame and model, plus the band's); a clip is drawn frame by frame as the writers take it
+(:class:`~stabbench.visuals.overlay.ClipFrames`, :class:`~stabbench.visuals.clips.PanelFrames`;
+the MP4 encoder is fed one frame at a time), one model at a time. What a writer holds beyond
+that is the GIF's indexed frames (1 byte per pixel per frame, a third of the video's frames).
 
 Folder (staged beside the output, published with it as ``OUT/visuals``)::
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,7 +44,9 @@ from stabbench.conventions import IGNORE_LABEL
 from stabbench.fileio import atomic_write_json
 from stabbench.metrics import StabilityMeter
 from stabbench.metrics.functional import PairGeometry, boundary_band
-from stabbench.visuals import pair_flicker, render_clip, side_by_side
+from stabbench.visuals import pair_flicker
+from stabbench.visuals.clips import PanelFrames
+from stabbench.visuals.overlay import ClipFrames
 from stabbench.visuals.show import FORMATS, VISUALS_FILE, VISUALS_FORMAT_VERSION, VISUALS_KIND, panel_name, write_clip
 
 #: ``kind`` of a real-video item of visuals.json (a synthetic item has none).
@@ -59,22 +65,41 @@ def model_stem(name: str) -> str:
     return f"{plain[:STEM_CHARS]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
-def _packed(mask: np.ndarray) -> np.ndarray:
-    return np.packbits(mask.ravel())
+class PackedMasks(Sequence):
+    """``(H, W)`` bool masks kept bit-packed (1/8 byte per pixel), unpacked when one is taken."""
+
+    def __init__(self, shape: tuple[int, int]):
+        self.shape = tuple(shape)
+        self.packed: list[np.ndarray] = []
+
+    def append(self, mask: np.ndarray) -> None:
+        if mask.shape != self.shape:
+            raise ValueError(f"mask of shape {mask.shape}, expected {self.shape}")
+        self.packed.append(np.packbits(mask.ravel()))
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        size = self.shape[0] * self.shape[1]
+        return np.unpackbits(self.packed[k], count=size).view(bool).reshape(self.shape)
 
 
 class VideoFlicker:
-    """The flicker masks of every model and the band of one video, gathered pair by pair (bit-packed).
+    """The flicker masks of every model and the band of one video, gathered pair by pair.
 
-    Args:
-        names: the models (their label maps' keys). num_frames, shape: ``T`` and ``(H, W)``.
+    Attributes:
+        flicker: model name -> :class:`PackedMasks`, frame ``k``'s red pixels (frame 0: none).
+        band: :class:`PackedMasks`, frame ``k``'s band (the reference's).
+        inconsistent: model name -> inconsistent pixels over all pairs. tracked: tracked pixels over all pairs.
     """
 
     def __init__(self, names: list[str], num_frames: int, shape: tuple[int, int]):
         self.num_frames, self.shape = num_frames, tuple(shape)
-        empty = _packed(np.zeros(self.shape, bool))
-        self.flicker: dict[str, list[np.ndarray]] = {name: [empty] for name in names}  # frame 0: none
-        self.band: list[np.ndarray] = []
+        self.flicker = {name: PackedMasks(self.shape) for name in names}
+        for masks in self.flicker.values():
+            masks.append(np.zeros(self.shape, bool))
+        self.band = PackedMasks(self.shape)
         self.inconsistent = dict.fromkeys(names, 0)
         self.tracked = 0
 
@@ -82,26 +107,18 @@ class VideoFlicker:
         """Pair ``(t, t+1)`` (in order): each model's flicker of frame ``t+1``, the band of frame ``t``."""
         if t != len(self.band):
             raise ValueError(f"pairs must come in order: got t={t} after {len(self.band)} pairs")
-        self.band.append(_packed(geometry.band))
+        self.band.append(geometry.band)
         self.tracked += geometry.num_tracked
-        for name, frames in self.flicker.items():
+        for name, masks in self.flicker.items():
             inconsistent, flicker = pair_flicker(labels[name][t], labels[name][t + 1], geometry.tracks)
-            frames.append(_packed(flicker))
+            masks.append(flicker)
             self.inconsistent[name] += int(np.count_nonzero(inconsistent))
 
     def close(self, last_band: np.ndarray) -> None:
         """The band of the last frame (no pair starts there): its reference's band."""
         if len(self.band) != self.num_frames - 1:
             raise ValueError(f"{len(self.band)} pairs gathered, the video has {self.num_frames - 1}")
-        self.band.append(_packed(last_band))
-
-    def _unpack(self, packed: list[np.ndarray]) -> np.ndarray:
-        size = self.shape[0] * self.shape[1]
-        return np.stack([np.unpackbits(p, count=size).view(bool).reshape(self.shape) for p in packed])
-
-    def masks(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """``flicker``, ``band``: ``(T, H, W)`` bool each, for :func:`~stabbench.visuals.render_clip`."""
-        return self._unpack(self.flicker[name]), self._unpack(self.band)
+        self.band.append(last_band)
 
 
 class ClipWriter:
@@ -136,7 +153,7 @@ class ClipWriter:
         rows = {name: _video_row(meters[name], vid) for name in names}
         reference_clip = None
         for name in names:
-            clip = render_clip(frames, labels[name], *seen.masks(name))
+            clip = ClipFrames(frames, labels[name], seen.flicker[name], seen.band)
             item = {"kind": ITEM_KIND, "video": vid, "model": name, "is_reference": name == self.reference,
                     "frames": len(frames), "S_global": rows[name].get("S_global"),
                     "S_boundary": rows[name].get("S_boundary"), "inconsistent_pixels": seen.inconsistent[name],
@@ -144,15 +161,15 @@ class ClipWriter:
             if name == self.reference:
                 reference_clip = clip if self.compare else None
             elif reference_clip is not None:
-                panel = side_by_side(clip, reference_clip, f"A: {panel_name(name)}",
-                                     f"B: {panel_name(self.reference)} (reference)")
+                panel = PanelFrames(clip, reference_clip, f"A: {panel_name(name)}",
+                                    f"B: {panel_name(self.reference)} (reference)")
                 item["compare"] = {"model_b": self.reference, **self._write(folder, f"{model_stem(name)}.vs-reference",
                                                                             panel),
                                    "S_global_b": rows[self.reference].get("S_global"),
                                    "S_boundary_b": rows[self.reference].get("S_boundary")}
             self.items.append(item)
 
-    def _write(self, folder: Path, stem: str, frames: list[np.ndarray]) -> dict:
+    def _write(self, folder: Path, stem: str, frames: Sequence[np.ndarray]) -> dict:
         """``stem.gif`` / ``stem.mp4`` (the MP4 encoded meanwhile, waited for before returning)."""
         pending: list[Future] = []
         with ThreadPoolExecutor(1, thread_name_prefix="stabbench-mp4") as pool:
@@ -178,4 +195,4 @@ def _video_row(meter: StabilityMeter, vid: str) -> dict:
     return next((row for row in meter.per_sequence() if row["sequence"] == vid), {})
 
 
-__all__ = ["ClipWriter", "ITEM_KIND", "VideoFlicker", "model_stem"]
+__all__ = ["ClipWriter", "ITEM_KIND", "PackedMasks", "VideoFlicker", "model_stem"]

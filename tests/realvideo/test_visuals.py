@@ -14,7 +14,7 @@ from stabbench.flow import list_videos
 from stabbench.flow.dis import PairFlow
 from stabbench.predictors import load_predictor
 from stabbench.realvideo import ANNOTATIONS, Settings, measure
-from stabbench.realvideo.visuals import ClipWriter, VideoFlicker, model_stem
+from stabbench.realvideo.visuals import ClipWriter, PackedMasks, VideoFlicker, model_stem
 from stabbench.visuals import render_clip, write_gif
 from stabbench.visuals.overlay import FLICKER_RGB
 from stabbench.visuals.show import GIF_COLOURS
@@ -151,3 +151,15 @@ def test_model_stems() -> None:
     assert a.startswith("predictions-a-b-map-foreground-") and a != b and len(a) == len(b)
     assert len(model_stem("x" * 200)) == 48 + 9
     assert model_stem("..") != "" and "/" not in model_stem("../../etc")
+
+
+def test_packed_masks_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    masks = rng.random((3, 5, 7)) < 0.3  # 35 px: not a multiple of 8
+    packed = PackedMasks((5, 7))
+    for mask in masks:
+        packed.append(mask)
+    assert len(packed) == 3 and all(np.array_equal(packed[k], masks[k]) for k in range(3))
+    assert packed[0].dtype == bool and sum(p.nbytes for p in packed.packed) == 3 * 5
+    with pytest.raises(ValueError, match="expected"):
+        packed.append(masks[0].T)
