@@ -43,7 +43,7 @@ def clip_palette(frames: Sequence[np.ndarray], keep: Sequence[tuple[int, int, in
     colour shimmer between frames that a GIF viewer would show as flicker."""
     from PIL import Image
 
-    sample = np.concatenate([f[::4, ::4] for f in _checked(frames)], axis=0)
+    sample = np.concatenate([f[::4, ::4].copy() for f in _checked(frames)], axis=0)  # copies: no frame kept alive
     octree = Image.fromarray(np.ascontiguousarray(sample)).quantize(256 - len(keep), method=Image.Quantize.FASTOCTREE,
                                                                     dither=Image.Dither.NONE)
     colours = [c for rgb in keep for c in rgb] + octree.getpalette()[: 3 * (256 - len(keep))]
@@ -60,9 +60,10 @@ def write_gif(path: Path, frames: Sequence[np.ndarray], fps: int = FPS,
     from PIL import Image
 
     palette = clip_palette(frames, keep)
-    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in _checked(frames)]
-    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0,
-                   optimize=False)
+    images = (Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in _checked(frames))
+    first = next(images)  # the rest are quantized as Pillow takes them (it keeps one indexed copy of each)
+    first.save(path, format="GIF", save_all=True, append_images=images, duration=int(1000 / fps), loop=0,
+               optimize=False)
 
 
 def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: int = FPS) -> None:
