@@ -9,7 +9,8 @@ the tracked pixels (:func:`~stabbench.realvideo.tracks.real_tracks`), the band a
 one :class:`~stabbench.metrics.StabilityMeter` per model.
 
 Memory: a video's frames are held at once (about 1.2 MB per 854x480 frame), with one uint8
-label map per frame and model.
+label map per frame and model. With ``clips`` (``--visuals``) the video's clips are drawn from
+them before they are dropped (:mod:`stabbench.realvideo.visuals`: no copy of the video).
 """
 
 from __future__ import annotations
