@@ -41,9 +41,10 @@ from pathlib import Path
 import numpy as np
 
 from stabbench.conventions import IGNORE_LABEL
-from stabbench.fileio import atomic_write_json
+from stabbench.fileio import atomic_write_text
 from stabbench.metrics import StabilityMeter
 from stabbench.metrics.functional import PairGeometry, boundary_band
+from stabbench.report.results import to_json
 from stabbench.visuals import pair_flicker
 from stabbench.visuals.clips import PanelFrames
 from stabbench.visuals.overlay import ClipFrames
@@ -180,14 +181,14 @@ class ClipWriter:
                     future.result()
 
     def finish(self, models: list[str]) -> dict:
-        """Write ``visuals.json`` (sorted keys; paths relative to the visuals folder); return its content."""
+        """Write ``visuals.json`` (sorted keys, NaN as null; paths relative to the visuals folder); return its content."""
         from stabbench import __version__
 
         document = {"format_version": VISUALS_FORMAT_VERSION, "kind": VISUALS_KIND, "source": ITEM_KIND,
                     "result": "..", "reference": self.reference, "models": list(models),
                     "boundary_width": self.band_width, "formats": list(self.formats), "compare": self.compare,
                     "stabbench_version": __version__, "items": self.items}
-        atomic_write_json(self.folder / VISUALS_FILE, document)
+        atomic_write_text(self.folder / VISUALS_FILE, to_json(document))  # a video with nothing tracked: S null
         return document
 
 

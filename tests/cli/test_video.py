@@ -182,3 +182,13 @@ def test_visuals_errors(tiny_video: Path, tmp_path: Path) -> None:
     line = fails(cli(*visuals_args(two, tmp_path / "b")), 3)
     assert "00003.png" in line and "clip2" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "two"]
+
+
+def test_visuals_of_a_reference_without_edges(tiny_video: Path, tmp_path: Path) -> None:
+    """A constant reference has no band: S_boundary is undefined, null in visuals.json (valid JSON)."""
+    ok(cli("video", "-q", "--model", "builtin:constant,class=1", "--reference", "builtin:constant", "--videos",
+           tiny_video / "frames", "--flow-cache", tiny_video / "cache", "--bootstrap", "200", "--no-leaderboard",
+           "--out", tmp_path / "o", "--visuals", "--visuals-format", "gif"))
+    text = (tmp_path / "o" / "visuals" / "visuals.json").read_text()
+    items = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in visuals.json"))["items"]
+    assert [(i["S_boundary"], i["S_global"], i["inconsistent_pixels"]) for i in items] == [(None, 100.0, 0)] * 2
