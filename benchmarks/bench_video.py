@@ -15,7 +15,10 @@ once before timing. Cases, interleaved (``harness.interleaved``), one OpenCV thr
   the annotations and OSVOS;
 * ``measure-cached``: the same with a warm :class:`~stabbench.flow.FlowCache` (every pair a
   hit, as on a second model or a re-run);
-* ``counting``: the same on a precomputed flow (no flow at all: what the measure adds).
+* ``counting``: the same on a precomputed flow (no flow at all: what the measure adds);
+* ``cached-clips``: ``measure-cached`` plus ``--visuals``: the flicker masks gathered per pair
+  and both label sets' clips (GIF + MP4) drawn and written
+  (:class:`~stabbench.realvideo.visuals.ClipWriter`), per pair of the call's clip.
 
 Needs the DAVIS sample (``../shared/data/davis-sample``, read in place)::
 
@@ -33,6 +36,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
 import harness  # noqa: E402
@@ -42,6 +46,7 @@ from stabbench.flow import FlowCache, FlowParams, bidirectional_flow, compute_fl
 from stabbench.metrics import StabilityMeter  # noqa: E402
 from stabbench.predictors.precomputed import PrecomputedPredictor  # noqa: E402
 from stabbench.realvideo.run import ANNOTATIONS, Settings, VideoSequence, measure_pair, read_frames  # noqa: E402
+from stabbench.realvideo.visuals import ClipWriter  # noqa: E402
 
 SEQ = "blackswan"
 
@@ -103,6 +108,16 @@ def main(argv=None) -> int:
                 return [measure_pair(SEQ, t, frames, labels, ANNOTATIONS, settings, meters, flow_source) for t in pairs]
             return run
 
+        def clips_case():
+            meters = {name: StabilityMeter() for name in labels}
+            with tempfile.TemporaryDirectory() as out:
+                clips = ClipWriter(Path(out), ANNOTATIONS, settings.band_width, ("gif", "mp4"))
+                seen = clips.start_video(list(meters), frames)
+                rows = [measure_pair(SEQ, t, frames, labels, ANNOTATIONS, settings, meters, cache,
+                                     lambda t, geometry: seen.add_pair(t, geometry, labels)) for t in pairs]
+                clips.write_video(SEQ, frames, labels, seen, meters)
+            return rows
+
         cases = {
             "dis-flow": lambda: [bidirectional_flow(frames[t], frames[t + 1], settings.flow) for t in pairs],
             "dis-2x": lambda: [(compute_flow(frames[t], frames[t + 1], settings.flow),
@@ -110,6 +125,7 @@ def main(argv=None) -> int:
             "measure": measure_case(None),
             "measure-cached": measure_case(cache),
             "counting": measure_case(memory),
+            "cached-clips": clips_case,
         }
         timing = harness.interleaved(args.rounds, cases, baseline="dis-flow", warmup=args.warmup)
     record["timing"] = timing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import click
@@ -18,6 +19,7 @@ from stabbench.cli.common import (
     quiet_option,
     reports_errors,
     spec_options,
+    split_csv,
 )
 
 
@@ -44,6 +46,10 @@ from stabbench.cli.common import (
 @click.option("--no-leaderboard", is_flag=True, help="Do not touch the leaderboard.")
 @click.option("--replace", is_flag=True, help="Replace existing leaderboard rows of these models for this measurement.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--visuals", is_flag=True, help="Also write flicker clips: OUT/visuals/<video>/<model>.gif|.mp4 and "
+                                              "visuals.json (predicted outline, flicker red, the reference's band shaded).")
+@click.option("--visuals-format", default="gif,mp4", show_default=True, help="With --visuals: clip formats, gif, mp4 or both.")
+@click.option("--visuals-compare", is_flag=True, help="With --visuals: also an A|B clip of each model beside the reference.")
 @quiet_option
 @spec_options
 @allow_pickle_option
@@ -51,8 +57,8 @@ from stabbench.cli.common import (
 @click.option("--batch-size", type=click.IntRange(min=1), help="Most frames per model call (default: a whole video).")
 @reports_errors
 def video_cmd(models, videos, annotations, reference_model, out, flow_preset, flow_cache, no_motion_boundary,
-              boundary_width, resamples, seed, leaderboard, no_leaderboard, replace, overwrite, quiet, preprocess_json,
-              allow_pickle, device, batch_size, **spec):
+              boundary_width, resamples, seed, leaderboard, no_leaderboard, replace, overwrite, visuals, visuals_format,
+              visuals_compare, quiet, preprocess_json, allow_pickle, device, batch_size, **spec):
     """Compare models' stability on real video with a reference, on identical pixels.
 
     Every model predicts every frame; pairs are tracked with DIS flow (both directions), the
@@ -60,7 +66,7 @@ def video_cmd(models, videos, annotations, reference_model, out, flow_preset, fl
     S_boundary lies around the reference's edges. Reports per video and overall each model's
     S_global, S_boundary, the tracked fraction, and the difference to the reference with a 95 %
     bootstrap interval and a verdict. Writes OUT/results.json, per_video.csv, overall.csv, and
-    leaderboard rows marked as real video.
+    leaderboard rows marked as real video; with --visuals, OUT/visuals/ (the flicker clips).
     """
     from stabbench.errors import OutputConflictError, UsageError
     from stabbench.flow import FlowCache, FlowParams, list_videos
@@ -75,10 +81,12 @@ def video_cmd(models, videos, annotations, reference_model, out, flow_preset, fl
         write_outputs,
     )
     from stabbench.realvideo.run import video_checksum, video_id
+    from stabbench.realvideo.visuals import ClipWriter
     from stabbench.report.leaderboard import has_row, upsert_row
 
     if (annotations is None) == (reference_model is None):
         raise UsageError("give the reference: --annotations DIR or --reference MODEL (exactly one)")
+    formats = _visuals_formats(visuals, visuals_format, visuals_compare)
     out_dir = Path(out)
     if out_dir.exists() and not overwrite:
         raise OutputConflictError(f"{out_dir}: already exists; pass --overwrite to replace it (or --out)")
@@ -103,18 +111,58 @@ def video_cmd(models, videos, annotations, reference_model, out, flow_preset, fl
             if has_row(board, probe):
                 raise OutputConflictError(f"{board}: already has a row for model {name} on this measurement; "
                                           "pass --replace to replace it")
-    with progress_bar("video", "videos", quiet=quiet) as bar:
-        state = measure(sources, by_name, reference["name"], None if annotations is None else Path(annotations),
-                        settings, FlowCache(flow_cache), batch_size, counter(bar, "video"))
-    results = build_results(state, {n: m.info for n, m in by_name.items()}, reference, settings, list(videos), seed,
-                            resamples)
-    rows = leaderboard_rows(results)
-    write_outputs(out_dir, results, overwrite=overwrite)
+    staging = None if formats is None else start_staging(out_dir)
+    try:
+        clips = None if staging is None else ClipWriter(staging, reference["name"], boundary_width, formats,
+                                                        visuals_compare)
+        with progress_bar("video", "videos", quiet=quiet) as bar:
+            state = measure(sources, by_name, reference["name"], None if annotations is None else Path(annotations),
+                            settings, FlowCache(flow_cache), batch_size, counter(bar, "video"), clips)
+        if clips is not None:
+            clips.finish(list(state.meters))
+        results = build_results(state, {n: m.info for n, m in by_name.items()}, reference, settings, list(videos), seed,
+                                resamples)
+        rows = leaderboard_rows(results)
+        write_outputs(out_dir, results, overwrite=overwrite, visuals=staging)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)  # moved into the output on success
     print_comparison(results)
     if board is not None:
         for row in rows:
             upsert_row(board, row, replace=replace)
         click.echo(f"results: {out_dir}/  leaderboard: {board}", err=True)
+
+
+def _visuals_formats(visuals: bool, formats: str, compare: bool) -> tuple[str, ...] | None:
+    """The clip formats of ``--visuals`` (``None`` without it); bad values are usage errors (exit 2)."""
+    from stabbench.errors import UsageError
+    from stabbench.visuals.show import FORMATS
+
+    chosen = split_csv(formats) or ()
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise UsageError(f"--visuals-format: {', '.join(unknown) or 'nothing'} given; choose from {', '.join(FORMATS)}")
+    if not visuals:
+        if compare:
+            raise UsageError("--visuals-compare needs --visuals")
+        return None
+    return tuple(dict.fromkeys(chosen))
+
+
+def start_staging(out_dir: Path) -> Path:
+    """An empty ``.OUT.visuals-PID`` beside the output, where the clips are drawn during the run (those
+    of dead runs removed); :func:`~stabbench.realvideo.results.write_outputs` moves it into the output."""
+    import os
+
+    from stabbench.report.predictions import remove_stale_staging, staging_folder
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out_dir, "visuals")
+    staging = staging_folder(out_dir, str(os.getpid()), "visuals")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    return staging
 
 
 def _reference(annotations: str | None, model_name: str | None, by_name: dict) -> dict:

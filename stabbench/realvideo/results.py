@@ -7,6 +7,7 @@ An output folder holds::
     per_video.csv    one row per video x model: S_global, S_boundary, coverage, the paired
                      difference to the reference with its 95 % interval and verdict
     overall.csv      the same over all videos (the headline)
+    visuals/         with --visuals: the flicker clips and visuals.json (:mod:`stabbench.realvideo.visuals`)
 
 A leaderboard row per model carries ``kind = real-video``, ``dataset``/``protocol``
 ``real-video`` and ``protocol_version`` :data:`PROTOCOL_VERSION`; its ``set_sha256`` is
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from stabbench.fileio import atomic_write_text, versions
@@ -35,6 +37,7 @@ from stabbench.report.results import (
     run_date,
     to_json,
 )
+from stabbench.report.sources import VISUALS_FOLDER
 
 PROTOCOL_VERSION = "real-video/1"
 
@@ -135,12 +138,16 @@ def build_results(state: RealVideoState, models: dict[str, dict], reference: dic
     }
 
 
-def write_outputs(out: Path, results: dict, overwrite: bool = False) -> None:
-    """``results.json``, ``per_video.csv``, ``overall.csv``, published atomically."""
+def write_outputs(out: Path, results: dict, overwrite: bool = False, visuals: Path | None = None) -> None:
+    """``results.json``, ``per_video.csv``, ``overall.csv``, published atomically; ``visuals``: a
+    finished staging folder of clips (:mod:`stabbench.realvideo.visuals`), moved into the output
+    as ``visuals/`` before it is published (the clips appear with the results or not at all)."""
     def fill(folder: Path) -> None:
         atomic_write_text(folder / "results.json", to_json(results))
         atomic_write_text(folder / "per_video.csv", rows_to_csv(results["per_video"]))
         atomic_write_text(folder / "overall.csv", rows_to_csv(results["overall"]))
+        if visuals is not None:
+            os.replace(visuals, folder / VISUALS_FOLDER)
 
     publish_folder(out, fill, overwrite)
 

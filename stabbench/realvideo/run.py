@@ -9,15 +9,17 @@ the tracked pixels (:func:`~stabbench.realvideo.tracks.real_tracks`), the band a
 one :class:`~stabbench.metrics.StabilityMeter` per model.
 
 Memory: a video's frames are held at once (about 1.2 MB per 854x480 frame), with one uint8
-label map per frame and model.
+label map per frame and model. With ``clips`` (``--visuals``) the video's clips are drawn from
+them before they are dropped (:mod:`stabbench.realvideo.visuals`: no copy of the video).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -29,6 +31,9 @@ from stabbench.metrics import StabilityMeter
 from stabbench.metrics.functional import PairGeometry, boundary_band
 from stabbench.predictors.precomputed import PrecomputedPredictor, mask_name
 from stabbench.realvideo.tracks import MotionBoundary, real_tracks
+
+if TYPE_CHECKING:
+    from stabbench.realvideo.visuals import ClipWriter, VideoFlicker
 
 ANNOTATIONS = "annotations"
 
@@ -138,13 +143,15 @@ def read_annotations(root: Path, frames: np.ndarray, seq: VideoSequence) -> np.n
 
 
 def measure_pair(vid: str, t: int, frames: np.ndarray, labels: dict[str, np.ndarray], reference: str,
-                 settings: Settings, meters: dict[str, StabilityMeter], cache: FlowCache | None = None) -> list[int]:
+                 settings: Settings, meters: dict[str, StabilityMeter], cache: FlowCache | None = None,
+                 observe: Callable[[int, PairGeometry], None] | None = None) -> list[int]:
     """Count the pair ``(t, t+1)`` of one video for every model of ``meters`` (the per-pair cost
     that ``benchmarks/bench_video.py`` measures); its coverage row
     ``[t, pixels, fb_valid, tracked, band, band_tracked]``.
 
     ``frames``: ``(N, H, W, 3)`` uint8; ``labels``: model name -> ``(N, H, W)`` labels, the
-    reference's included. Without a ``cache`` the flow is computed here.
+    reference's included. Without a ``cache`` the flow is computed here. ``observe(t, geometry)``
+    sees the pair's tracked pixels and band after the counting (``--visuals``).
     """
     pair = cache.get_or_compute(frames[t], frames[t + 1], settings.flow) if cache is not None else \
         bidirectional_flow(frames[t], frames[t + 1], settings.flow)
@@ -153,14 +160,20 @@ def measure_pair(vid: str, t: int, frames: np.ndarray, labels: dict[str, np.ndar
     geometry = PairGeometry(tracks, band, tracks.tracked & band, settings.band_width, IGNORE_LABEL)
     for name, meter in meters.items():
         meter.update_prepared(vid, t, labels[name][t], labels[name][t + 1], geometry)
+    if observe is not None:
+        observe(t, geometry)
     return [t, stats.pixels, stats.fb_valid, stats.tracked, int(np.count_nonzero(band)), geometry.num_band_tracked]
+
+
+def _observe(seen: VideoFlicker, labels: dict[str, np.ndarray], t: int, geometry: PairGeometry) -> None:
+    seen.add_pair(t, geometry, labels)
 
 
 def measure_video(video: VideoSource, models: dict[str, Any], reference: str, annotations: Path | None,
                   settings: Settings, state: RealVideoState, cache: FlowCache | None,
-                  batch_size: int | None = None) -> None:
+                  batch_size: int | None = None, clips: ClipWriter | None = None) -> None:
     """Count one video into ``state`` (module docstring). ``reference``: a key of ``models`` or
-    :data:`ANNOTATIONS`."""
+    :data:`ANNOTATIONS`. ``clips``: also draw its flicker clips (while its frames are held)."""
     vid = video_id(video)
     if vid in state.frames:
         raise DataError(video.path, f"two videos share the id {vid!r} (a folder or file name); rename one")
@@ -172,21 +185,26 @@ def measure_video(video: VideoSource, models: dict[str, Any], reference: str, an
     if reference == ANNOTATIONS:
         labels[ANNOTATIONS] = seq.annotations
     rows = state.coverage.setdefault(vid, [])
+    seen = None if clips is None else clips.start_video(list(state.meters), frames)
+    observe = None if seen is None else partial(_observe, seen, labels)
     for t in range(len(frames) - 1):
-        rows.append(measure_pair(vid, t, frames, labels, reference, settings, state.meters, cache))
+        rows.append(measure_pair(vid, t, frames, labels, reference, settings, state.meters, cache, observe))
+    if clips is not None:
+        clips.write_video(vid, frames, labels, seen, state.meters)
     state.frames[vid] = len(frames)
     state.checksums[vid] = video_checksum(video)
 
 
 def measure(videos: list[VideoSource], models: dict[str, Any], reference: str, annotations: Path | None,
             settings: Settings = Settings(), cache: FlowCache | None = None, batch_size: int | None = None,
-            progress: Callable[[int, int], None] | None = None) -> RealVideoState:
+            progress: Callable[[int, int], None] | None = None, clips: ClipWriter | None = None) -> RealVideoState:
     """Count every video (see :func:`measure_video`); the meters are keyed by model name, the
-    reference's included (:data:`ANNOTATIONS` for annotations)."""
+    reference's included (:data:`ANNOTATIONS` for annotations). ``clips``: also draw every
+    video's flicker clips (:mod:`stabbench.realvideo.visuals`)."""
     names = list(models) + ([ANNOTATIONS] if reference == ANNOTATIONS else [])
     state = RealVideoState({name: StabilityMeter(settings.band_width, IGNORE_LABEL) for name in names})
     for done, video in enumerate(videos):
-        measure_video(video, models, reference, annotations, settings, state, cache, batch_size)
+        measure_video(video, models, reference, annotations, settings, state, cache, batch_size, clips)
         video.close()
         if progress is not None:
             progress(done + 1, len(videos))

@@ -237,15 +237,15 @@ def worst_html(rows: list[dict], worst: int, with_visuals: set[str]) -> str:
                  sortable=True)
 
 
-def visuals_html(entry: EvalInput) -> str:
+def visuals_html(entry: EvalInput | VideoInput) -> str:
     if not entry.visuals:
         return note(entry.visuals_note or "the visuals file lists no item")
     return '<div class="gallery">' + "\n".join(_figure(item) for item in entry.visuals) + "</div>"
 
 
 def _figure(item: VisualItem) -> str:
-    caption = (f"{item.sequence}: {item.perturbation} severity {item.severity}, S_global "
-               f"{_fmt(item.S_global)}, S_boundary {_fmt(item.S_boundary)}")
+    where = f"{item.perturbation} severity {item.severity}" if item.model is None else item.model
+    caption = f"{item.sequence}: {where}, S_global {_fmt(item.S_global)}, S_boundary {_fmt(item.S_boundary)}"
     images = []
     for uri, alt in ((item.clip_gif, "clip"), (item.heatmap, "flicker heatmap"),
                      (item.compare_gif, f"clip of {item.compare_model}")):
@@ -292,6 +292,7 @@ def video_section(entry: VideoInput) -> str:
             "with their 95 % bootstrap interval; a verdict only where it excludes 0.</p>",
             "<h3>Over all videos</h3>", paired_table(r["overall"], ["model"], "videos"),
             "<h3>Per video</h3>", paired_table(r["per_video"], ["video", "model"], "pairs"),
+            "<h3>Clips</h3>", visuals_html(entry),
         ])
     return generic_video_section(entry)
 

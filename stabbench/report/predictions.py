@@ -63,15 +63,16 @@ def encode_labels(labels: np.ndarray) -> bytes:
 # ----------------------------------------------------------------------------- writing
 
 
-def staging_folder(out: Path, tag: str) -> Path:
+def staging_folder(out: Path, tag: str, what: str = PREDICTIONS_DIR) -> Path:
     """``.OUT.predictions-TAG`` beside ``out``: where this process writes its PNGs during the run
-    (``TAG`` is the process id, or ``rankRofW`` under torchrun)."""
-    return out.with_name(f".{out.name}.predictions-{tag}")
+    (``TAG`` is the process id, or ``rankRofW`` under torchrun); ``what`` names other staged
+    parts of an output (``stabbench video --visuals``: ``visuals``)."""
+    return out.with_name(f".{out.name}.{what}-{tag}")
 
 
-def remove_stale_staging(out: Path) -> None:
+def remove_stale_staging(out: Path, what: str = PREDICTIONS_DIR) -> None:
     """Remove staging folders of ``out`` left by dead single-process runs (``TAG`` a dead pid)."""
-    for stale in out.parent.glob(f".{out.name}.predictions-*"):
+    for stale in out.parent.glob(f".{out.name}.{what}-*"):
         tag = stale.name.rsplit("-", 1)[-1]
         if tag.isdigit() and stale.is_dir() and not pid_alive(tag):
             shutil.rmtree(stale, ignore_errors=True)

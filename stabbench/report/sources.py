@@ -65,6 +65,7 @@ class VisualItem:
     compare_model: str | None = None
     compare_gif: str | None = None
     note: str = ""
+    model: str | None = None  # a real-video item's model (``sequence`` is then its video)
 
 
 @dataclass
@@ -79,6 +80,8 @@ class EvalInput:
 class VideoInput:
     label: str
     results: dict
+    visuals: list[VisualItem] = field(default_factory=list)
+    visuals_note: str = ""
 
 
 @dataclass
@@ -113,16 +116,23 @@ def _read_result(label: str, out: ReportInputs, budget: Budget) -> None:
     data, digest = _read_json(file)
     if isinstance(data, dict) and data.get("kind") == REAL_VIDEO:
         out.sources.append(Source(label, "real-video results", digest))
-        out.videos.append(VideoInput(label, data))
+        video = VideoInput(label, data)
+        _attach_visuals(video, folder, budget, out, "stabbench video --visuals")
+        out.videos.append(video)
         return
     out.sources.append(Source(label, "eval results", digest))
     entry = EvalInput(label, check_results(file, data))
+    _attach_visuals(entry, folder, budget, out, "stabbench show")
+    out.evals.append(entry)
+
+
+def _attach_visuals(entry: EvalInput | VideoInput, folder: Path, budget: Budget, out: ReportInputs, writer: str) -> None:
+    """The items of ``folder/visuals/visuals.json`` into ``entry.visuals``, else a note naming ``writer``."""
     visuals = folder / VISUALS_FOLDER / VISUALS_FILE
     if visuals.is_file():
         entry.visuals = read_visuals(visuals, budget, out)
     else:
-        entry.visuals_note = f"no {VISUALS_FOLDER}/{VISUALS_FILE} beside this result (stabbench show writes one)"
-    out.evals.append(entry)
+        entry.visuals_note = f"no {VISUALS_FOLDER}/{VISUALS_FILE} beside this result ({writer} writes one)"
 
 
 def _read_json(path: Path) -> tuple[object, str]:
@@ -147,7 +157,9 @@ def read_visuals(path: Path, budget: Budget, out: ReportInputs) -> list[VisualIt
     Shape: ``{"format_version": 1, "kind": "stabbench-visuals", "model", "set", "items":
     [{"sequence", "perturbation", "severity", "S_global", "S_boundary", "clip_gif", "clip_mp4",
     "heatmap", "compare": null | {"model_b", "clip_gif", "clip_mp4"}}]}``, paths relative to
-    the visuals folder (MP4 files are not embedded). An item whose images do not fit in the
+    the visuals folder (MP4 files are not embedded); a real-video item (``stabbench video
+    --visuals``) has ``"kind": "real-video"``, ``video`` and ``model`` instead of ``sequence``,
+    ``perturbation`` and ``severity``, and no heatmap. An item whose images do not fit in the
     budget keeps its numbers and loses its images, with a note (and one in ``out.notes``).
     """
     data, digest = _read_json(path)
@@ -180,13 +192,14 @@ def _visual_item(path: Path, index: int, item: dict, budget: Budget, out: Report
         out.notes.append(f"{path}: {where} ({item.get('sequence')}): {note}")
         found = {name: (None, kind) for name, (_, kind) in found.items()}
     uris = {name: _data_uri(None if file is None else file.read_bytes(), kind) for name, (file, kind) in found.items()}
+    real_video = item.get("kind") == REAL_VIDEO
     try:
         return VisualItem(
-            sequence=str(item["sequence"]), perturbation=str(item.get("perturbation", "")),
+            sequence=str(item["video" if real_video else "sequence"]), perturbation=str(item.get("perturbation", "")),
             severity=int(item.get("severity") or 0), S_global=_number(item.get("S_global")),
             S_boundary=_number(item.get("S_boundary")), clip_gif=uris["clip_gif"], heatmap=uris["heatmap"],
             compare_model=str(compare.get("model_b", "")) if compare else None, compare_gif=uris.get("compare"),
-            note=note,
+            note=note, model=str(item["model"]) if real_video else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(path, f"{where}: malformed ({type(exc).__name__}: {exc})") from None

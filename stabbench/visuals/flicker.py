@@ -15,7 +15,22 @@ import numpy as np
 
 from stabbench.conventions import BAND_WIDTH
 from stabbench.metrics import boundary_band, pair_geometry
-from stabbench.metrics.functional import consistent_pixels
+from stabbench.metrics.functional import PairTracks, consistent_pixels
+
+
+def pair_flicker(pred_t: np.ndarray, pred_t1: np.ndarray, tracks: PairTracks) -> tuple[np.ndarray, np.ndarray]:
+    """The flicker of one pair ``(t, t+1)``, as the metric counts it.
+
+    Returns:
+        ``inconsistent`` ``(H, W)`` bool in frame ``t``'s pixels: tracked ``x`` with
+        ``pred_t[x] != pred_t1[x']`` (what S_global counts as not consistent), and ``flicker``
+        ``(H, W)`` bool in frame ``t+1``'s pixels: the targets ``x'`` of those pixels (two
+        inconsistent pixels with one target paint one pixel).
+    """
+    inconsistent = tracks.tracked & ~consistent_pixels(pred_t, pred_t1, tracks)
+    flicker = np.zeros(tracks.shape, bool)
+    flicker.ravel()[tracks.target[inconsistent.ravel()]] = True
+    return inconsistent, flicker
 
 
 @dataclass(frozen=True)
@@ -56,8 +71,7 @@ def sequence_flicker(labels: np.ndarray, masks: np.ndarray, pairs: Iterable[tupl
     for t, flow, valid in pairs:
         geometry = pair_geometry(flow, valid, masks[t], band_width, gt_t1=masks[t + 1])
         tracked[t], band[t] = geometry.tracks.tracked, geometry.band
-        inconsistent[t] = tracked[t] & ~consistent_pixels(labels[t], labels[t + 1], geometry.tracks)
-        flicker[t + 1].ravel()[geometry.tracks.target[inconsistent[t].ravel()]] = True
+        inconsistent[t], flicker[t + 1] = pair_flicker(labels[t], labels[t + 1], geometry.tracks)
     if count:
         band[-1] = boundary_band(masks[-1], band_width)
     return SequenceFlicker(inconsistent, tracked, flicker, band)

@@ -7,6 +7,8 @@ shading, then the outline, then the flicker pixels, which are exactly :data:`FLI
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -59,8 +61,33 @@ def draw_overlay(frame: np.ndarray, labels: np.ndarray, flicker: np.ndarray, ban
     return out
 
 
+class ClipFrames(Sequence):
+    """The frames of :func:`render_clip`, each drawn (:func:`draw_overlay`) when it is taken: a
+    writer that takes one frame at a time holds one drawn frame, not the clip.
+
+    Args: as :func:`render_clip`; ``flicker`` and ``band`` may be any sequences of ``(H, W)``
+    bool (e.g. masks unpacked on access).
+    """
+
+    def __init__(self, frames, labels, flicker, band):
+        if not len(frames) == len(labels) == len(flicker) == len(band):
+            raise ValueError(f"frames, labels, flicker and band differ in length: {len(frames)}, {len(labels)}, "
+                             f"{len(flicker)}, {len(band)}")
+        self.parts = (frames, labels, flicker, band)
+
+    def __len__(self) -> int:
+        return len(self.parts[0])
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        if isinstance(k, slice):
+            raise TypeError("ClipFrames takes one frame index, not a slice")
+        if not -len(self) <= k < len(self):
+            raise IndexError(f"frame {k} of a clip of {len(self)}")
+        return draw_overlay(*(part[k] for part in self.parts))
+
+
 def render_clip(frames: np.ndarray, labels: np.ndarray, flicker: np.ndarray, band: np.ndarray) -> list[np.ndarray]:
-    """:func:`draw_overlay` of every frame.
+    """:func:`draw_overlay` of every frame (:class:`ClipFrames`, all drawn).
 
     Args:
         frames: ``(T, H, W, 3)`` uint8 RGB. labels: ``(T, H, W)`` class ids.
@@ -70,7 +97,4 @@ def render_clip(frames: np.ndarray, labels: np.ndarray, flicker: np.ndarray, ban
     Returns:
         ``T`` frames ``(H, W, 3)`` uint8.
     """
-    if not len(frames) == len(labels) == len(flicker) == len(band):
-        raise ValueError(f"frames, labels, flicker and band differ in length: {len(frames)}, {len(labels)}, "
-                         f"{len(flicker)}, {len(band)}")
-    return [draw_overlay(*parts) for parts in zip(frames, labels, flicker, band)]
+    return list(ClipFrames(frames, labels, flicker, band))

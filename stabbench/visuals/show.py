@@ -45,6 +45,11 @@ GIF_COLOURS = (FLICKER_RGB, OUTLINE_RGB, (255, 255, 255), (0, 0, 0))
 MODEL_IDENTITY = ("id", "sha256", "weights_sha256", "preprocess")
 
 
+def panel_name(name: str) -> str:
+    """``name`` cut to :data:`NAME_CHARS` for an A|B panel's label."""
+    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 3] + "..."
+
+
 @dataclass(frozen=True)
 class ShownResult:
     """An eval result and where its labels come from: ``folder``, ``results`` (results.json), and
@@ -63,8 +68,7 @@ class ShownResult:
     @property
     def short_name(self) -> str:
         """:attr:`model_name`, cut to :data:`NAME_CHARS` for an A|B panel's label."""
-        name = self.model_name
-        return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 3] + "..."
+        return panel_name(self.model_name)
 
     @property
     def band_width(self) -> int:
@@ -151,7 +155,7 @@ def _labels(result: ShownResult, seq) -> np.ndarray:
     return labels
 
 
-def _write_clip(folder: Path, stem: str, frames: list[np.ndarray], formats: tuple[str, ...], pool: ThreadPoolExecutor,
+def write_clip(folder: Path, stem: str, frames: list[np.ndarray], formats: tuple[str, ...], pool: ThreadPoolExecutor,
                 pending: list[Future]) -> dict:
     """Write ``stem.gif`` here and ``stem.mp4`` in ``pool`` (ffmpeg encodes in its own process meanwhile;
     its future is added to ``pending``); return the visuals.json keys ``clip_gif`` and ``clip_mp4``."""
@@ -208,7 +212,7 @@ def _render_into(folder: Path, seq, row: dict, a: ShownResult, b: ShownResult | 
     with stage("clips"):
         item = {"sequence": seq.id, "perturbation": seq.perturbation, "severity": int(seq.severity),
                 "S_global": row.get("S_global"), "S_boundary": row.get("S_boundary"),
-                **_write_clip(folder, "clip", clip, formats, pool, pending)}
+                **write_clip(folder, "clip", clip, formats, pool, pending)}
     with stage("heatmap"):
         rate, _ = source_flicker_rate(seen.inconsistent, seen.tracked, seq.trajectory.affines, seq.shape)
         source = seq.source_image()  # None for a materialized set: its frame 0 (the source but for an occluder)
@@ -221,7 +225,7 @@ def _render_into(folder: Path, seq, row: dict, a: ShownResult, b: ShownResult | 
         seen_b = sequence_flicker(labels_b, masks, pairs, b.band_width)
         clip_b = render_clip(frames, labels_b, seen_b.flicker, seen_b.band)
         panel = side_by_side(clip, clip_b, f"A: {a.short_name}", f"B: {b.short_name}")
-        paths = _write_clip(folder, "compare", panel, formats, pool, pending)
+        paths = write_clip(folder, "compare", panel, formats, pool, pending)
         b_row = next((r for r in b.results.get("per_sequence") or [] if r["sequence"] == seq.id), {})
         item["compare"] = {"model_b": b.model_name, **paths,
                            "S_global_b": b_row.get("S_global"), "S_boundary_b": b_row.get("S_boundary")}

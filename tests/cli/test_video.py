@@ -1,15 +1,18 @@
 """``stabbench video`` end to end on one real DAVIS sequence (camel, 15 frames): annotations as
 the reference against the real OSVOS predictions; same bytes twice; the gate refuses to compare
-the result with a synthetic one; usage and output errors."""
+the result with a synthetic one; usage and output errors. ``--visuals`` on a tiny clip: same
+bytes twice, visuals.json's shape, the clips in the report, nothing left behind on errors."""
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, eval_cli, fails, ok, read_csv, results_of
+from tests.helpers import cli, eval_cli, fails, ok, read_csv, results_of, tree_hashes
 
 SEQ = "camel"
 
@@ -99,3 +102,93 @@ def test_frames_too_small_for_flow(tmp_path: Path) -> None:
                      "--videos", tmp_path / "v", "--out", tmp_path / "o", "--no-leaderboard",
                      "--flow-cache", tmp_path / "fc"), 3)
     assert "00000.png" in line and "at least 12x12" in line
+
+
+# ----------------------------------------------------------------------------- --visuals
+
+
+@pytest.fixture(scope="module")
+def tiny_video(tmp_path_factory) -> Path:
+    """24x24, 4 frames, the scene moving 1 px right per frame, the model wrong on a few pixels."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("tiny-video")
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)
+    for t in range(4):
+        mask = np.zeros((24, 24), np.uint8)
+        mask[6:18, 6 + t:14 + t] = 1
+        pred = mask.copy()
+        pred[rng.integers(0, 24, 6), rng.integers(0, 24, 6)] ^= 1
+        for folder, image in (("frames", base[:, 8 - t:32 - t].copy()), ("ann", mask * 255), ("pred", pred)):
+            (root / folder / "clip").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(root / folder / "clip" / f"{t:05d}.png")
+    return root
+
+
+def visuals_args(root: Path, out: Path, *extra) -> list:
+    return ["video", "-q", "--model", f"predictions:{root / 'pred'}", "--videos", root / "frames", "--annotations",
+            root / "ann", "--flow-cache", root / "cache", "--bootstrap", "200", "--boundary-width", "3",
+            "--no-leaderboard", "--out", out, "--visuals", *extra]
+
+
+def test_visuals_same_bytes_shape_and_report(tiny_video: Path, tmp_path: Path) -> None:
+    ok(cli(*visuals_args(tiny_video, tmp_path / "a", "--visuals-compare")))
+    ok(cli(*visuals_args(tiny_video, tmp_path / "b", "--visuals-compare")))
+    assert tree_hashes(tmp_path / "a") == tree_hashes(tmp_path / "b")  # GIF, MP4, visuals.json, results
+    results = results_of(tmp_path / "a")
+    doc = json.loads((tmp_path / "a" / "visuals" / "visuals.json").read_text())
+    assert doc["kind"] == "stabbench-visuals" and doc["source"] == "real-video" and doc["reference"] == "annotations"
+    assert doc["formats"] == ["gif", "mp4"] and doc["boundary_width"] == 3 and doc["result"] == ".."
+    rows = {(r["video"], r["model"]): r for r in results["per_video"]}
+    assert [(i["video"], i["model"]) for i in doc["items"]] == [("clip", "annotations")] + [
+        k for k in rows if k[1] != "annotations"]
+    for item in doc["items"]:
+        assert item["kind"] == "real-video" and item["frames"] == 4
+        row = rows[item["video"], item["model"]]
+        assert (item["S_global"], item["S_boundary"]) == (row["S_global"], row["S_boundary"])
+        paths = [item["clip_gif"], item["clip_mp4"]] + ([item["compare"]["clip_gif"], item["compare"]["clip_mp4"]]
+                                                       if item["compare"] else [])
+        for rel in paths:
+            assert (tmp_path / "a" / "visuals" / rel).is_file() and rel.startswith("clip/")
+    assert not list(tmp_path.glob(".a.visuals-*"))  # the staging folder went into the output
+    ok(cli("report", tmp_path / "a", "--out", tmp_path / "r"))
+    page = (tmp_path / "r" / "index.html").read_text()
+    for item in doc["items"]:
+        gif = base64.b64encode((tmp_path / "a" / "visuals" / item["clip_gif"]).read_bytes()).decode()
+        assert f"data:image/gif;base64,{gif}" in page
+        assert f"<figcaption>clip: {item['model']}, S_global {item['S_global']:.2f}" in page
+    (model,) = [i for i in doc["items"] if i["compare"]]
+    assert base64.b64encode((tmp_path / "a" / "visuals" / model["compare"]["clip_gif"]).read_bytes()).decode() in page
+
+
+def test_visuals_errors(tiny_video: Path, tmp_path: Path) -> None:
+    ok(cli(*visuals_args(tiny_video, tmp_path / "a", "--visuals-format", "gif")))
+    before = tree_hashes(tmp_path / "a")
+    items = json.loads((tmp_path / "a" / "visuals" / "visuals.json").read_text())["items"]
+    assert {i["clip_mp4"] for i in items} == {None} and not list((tmp_path / "a").rglob("*.mp4"))
+    assert "already exists" in fails(cli(*visuals_args(tiny_video, tmp_path / "a")), 4)
+    assert tree_hashes(tmp_path / "a") == before and sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    assert "--visuals-format" in fails(cli(*visuals_args(tiny_video, tmp_path / "b", "--visuals-format", "png")), 2)
+    args = visuals_args(tiny_video, tmp_path / "b")
+    assert "needs --visuals" in fails(cli(*args[:-1], "--visuals-compare"), 2)
+    # a failure after the first video's clips were drawn leaves neither the output nor the staging folder
+    two = tmp_path / "two"
+    for folder in ("frames", "ann", "pred"):
+        for name in ("clip", "clip2"):
+            shutil.copytree(tiny_video / folder / "clip", two / folder / name)
+    (two / "ann" / "clip2" / "00003.png").unlink()
+    line = fails(cli(*visuals_args(two, tmp_path / "b")), 3)
+    assert "00003.png" in line and "clip2" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "two"]
+
+
+def test_visuals_of_a_reference_without_edges(tiny_video: Path, tmp_path: Path) -> None:
+    """A constant reference has no band: S_boundary is undefined, null in visuals.json (valid JSON)."""
+    ok(cli("video", "-q", "--model", "builtin:constant,class=1", "--reference", "builtin:constant", "--videos",
+           tiny_video / "frames", "--flow-cache", tiny_video / "cache", "--bootstrap", "200", "--no-leaderboard",
+           "--out", tmp_path / "o", "--visuals", "--visuals-format", "gif"))
+    text = (tmp_path / "o" / "visuals" / "visuals.json").read_text()
+    items = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in visuals.json"))["items"]
+    assert [(i["S_boundary"], i["S_global"], i["inconsistent_pixels"]) for i in items] == [(None, 100.0, 0)] * 2

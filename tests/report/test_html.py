@@ -192,6 +192,36 @@ def test_real_video_comparisons_render_with_intervals(tmp_path: Path) -> None:
     assert "this real-video result has neither overall/per_video rows nor a comparisons list: skipped" in page
 
 
+def real_video_result(folder: Path, items: list[dict] | None) -> Path:
+    """A real-video results.json (the rows the page shows) with, unless ``items`` is None, a visuals.json."""
+    row = {"model": "<m>", "reference": "annotations", "S_global": 98.0, "S_boundary": 90.0, "coverage_pct": 80.0}
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps({"kind": "real-video", "reference": {"name": "annotations"},
+                                                     "overall": [{**row, "videos": 1}],
+                                                     "per_video": [{**row, "video": "camel", "pairs": 3}]}))
+    if items is not None:
+        (folder / "visuals" / "camel").mkdir(parents=True)
+        (folder / "visuals" / "camel" / "m.gif").write_bytes(tiny_gif())
+        (folder / "visuals" / "visuals.json").write_text(json.dumps(
+            {"format_version": 1, "kind": "stabbench-visuals", "source": "real-video", "items": items}))
+    return folder
+
+
+def test_real_video_clips_are_embedded_and_checked(tmp_path: Path) -> None:
+    item = {"kind": "real-video", "video": "camel", "model": "<m>", "S_global": 98.0, "S_boundary": 90.0,
+            "clip_gif": "camel/m.gif", "clip_mp4": None, "compare": None}
+    page = page_of(real_video_result(tmp_path / "a", [item]))
+    gif = base64.b64encode(tiny_gif()).decode()
+    assert page.count(f'src="data:image/gif;base64,{gif}"') == 1 and "<h3>Clips</h3>" in page
+    assert "<figcaption>camel: &lt;m&gt;, S_global 98.00, S_boundary 90.00</figcaption>" in page
+    page = page_of(real_video_result(tmp_path / "b", None))
+    assert "no visuals/visuals.json beside this result (stabbench video --visuals writes one)" in page
+    result = real_video_result(tmp_path / "c", [{**item, "clip_gif": "../results.json"}])
+    with pytest.raises(DataError, match="leaves the visuals folder") as info:
+        page_of(result)
+    assert info.value.path == result / "visuals" / "visuals.json"
+
+
 def test_interval_svg_places_the_interval_against_zero() -> None:
     svg = interval_svg(0.4, 2.0)
     assert 'x1="64.4"' in svg and 'x2="82.0"' in svg and "#2a7" in svg  # above 0: green

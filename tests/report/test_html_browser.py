@@ -20,7 +20,7 @@ import pytest
 
 from stabbench.report.html import render_page
 from stabbench.report.sources import read_inputs
-from tests.helpers import write_visuals
+from tests.helpers import tiny_gif, write_visuals
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +93,13 @@ def report_page(flicker_result: Path, tmp_path: Path) -> Path:
     result.mkdir()
     shutil.copy(flicker_result / "results.json", result / "results.json")
     write_visuals(result)
-    video = tmp_path / "video.json"  # the shape of stabbench video's results.json (the fields the page shows)
+    video = tmp_path / "video" / "results.json"  # the shape of stabbench video's results.json (the fields the page shows)
+    (video.parent / "visuals" / "camel").mkdir(parents=True)
+    (video.parent / "visuals" / "camel" / "osvos.gif").write_bytes(tiny_gif())
+    (video.parent / "visuals" / "visuals.json").write_text(json.dumps({  # as stabbench video --visuals writes it
+        "format_version": 1, "kind": "stabbench-visuals", "source": "real-video", "reference": "annotations",
+        "items": [{"kind": "real-video", "video": "camel", "model": "osvos", "S_global": 98.1, "S_boundary": 90.2,
+                   "clip_gif": "camel/osvos.gif", "clip_mp4": None, "compare": None}]}))
     row = {"model": "osvos", "reference": "annotations", "S_global": 98.1, "S_boundary": 90.2, "coverage_pct": 80.5,
            "dS_global": -1.2, "dS_global_lo": -2.0, "dS_global_hi": -0.4, "S_global_verdict": "less stable",
            "dS_boundary": 0.3, "dS_boundary_lo": -0.5, "dS_boundary_hi": 1.1, "S_boundary_verdict": "no clear difference"}
@@ -110,8 +116,8 @@ def test_page_renders_in_chromium(browser: str, report_page: Path, tmp_path: Pat
     dom_text, console = run_browser(browser, tmp_path, report_page, "--dump-dom")
     assert console == []  # no script error, no request blocked by the page's policy, no log
     dom = dom_of(dom_text)
-    # 1 plot + clip + heatmap + comparison clip, all decoded (complete and naturalWidth > 0)
-    assert dom.images == 4 and dom.body.get("data-images") == "ok 4", dom.body
+    # 1 plot + clip + heatmap + comparison clip + a real-video clip, all decoded (complete and naturalWidth > 0)
+    assert dom.images == 5 and dom.body.get("data-images") == "ok 5", dom.body
     board = [row for row in dom.tables["sortable leaderboard"] if row]
     assert [r[0] for r in board] == ["osvos", "builtin:flicker,band=15,rate=0.1,seed=0"]  # by S_boundary
     video = [row for row in dom.tables["sortable video"] if row]  # overall + per video

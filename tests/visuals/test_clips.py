@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from stabbench.visuals import side_by_side, write_gif, write_mp4
-from stabbench.visuals.clips import LABEL_HEIGHT
+from stabbench.visuals.clips import LABEL_HEIGHT, PanelFrames
 
 
 def frames(count: int = 3, h: int = 32, w: int = 48) -> list[np.ndarray]:
@@ -76,3 +76,20 @@ def test_gif_keeps_the_overlay_colours_exact_on_a_photo(tmp_path: Path) -> None:
             decoded = np.asarray(image.convert("RGB"))
             assert (decoded[5 + k, 10:20] == (255, 0, 0)).all()
             assert np.abs(decoded.astype(int) - clip[k]).mean() < 20  # 256 colours for a random image: close
+
+
+def test_panel_frames_are_side_by_side_frame_by_frame() -> None:
+    a, b = frames(), frames()
+    panel = PanelFrames(a, b, "A: one", "B: two")
+    assert len(panel) == 3
+    for got, want in zip(panel, side_by_side(a, b, "A: one", "B: two")):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(IndexError):
+        panel[3]
+
+
+def test_mp4_streams_frames_and_a_bad_frame_leaves_no_file(tmp_path: Path) -> None:
+    clip = frames(4)
+    with pytest.raises(ValueError, match="one shape"):
+        write_mp4(tmp_path / "a.mp4", clip[:3] + [clip[3][:10]])
+    assert not (tmp_path / "a.mp4").exists()

@@ -43,7 +43,7 @@ def test_counts_are_the_metrics_on_random_labels() -> None:
     seen = sequence_flicker(labels, masks, pairs, band_width=3)
     for t, flow, valid in pairs:
         geometry = pair_geometry(flow, valid, masks[t], 3, gt_t1=masks[t + 1])
-        consistent, tracked, band_consistent, band_tracked, _, _ = pair_counts(labels[t], labels[t + 1], geometry)
+        consistent, tracked, band_consistent, band_tracked, *_ = pair_counts(labels[t], labels[t + 1], geometry)
         assert seen.tracked[t].sum() == tracked
         assert seen.inconsistent[t].sum() == tracked - consistent
         assert (seen.inconsistent[t] & seen.band[t]).sum() == band_tracked - band_consistent

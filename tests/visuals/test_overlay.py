@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stabbench.visuals import draw_overlay, render_clip
-from stabbench.visuals.overlay import BAND_ALPHA, FLICKER_RGB, OUTLINE_RGB
+from stabbench.visuals.overlay import BAND_ALPHA, FLICKER_RGB, OUTLINE_RGB, ClipFrames
 
 
 def tiny_case():
@@ -43,3 +43,26 @@ def test_render_clip_is_draw_overlay_per_frame_and_checks_lengths() -> None:
         render_clip(frames, labels[None], flicker[None], band[None])
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
         draw_overlay(frame.astype(np.float32), labels, flicker, band)
+
+
+def test_clip_frames_draw_each_frame_when_taken() -> None:
+    """ClipFrames gives render_clip's frames one at a time, from masks of any sequence type."""
+    frame, labels, flicker, band = tiny_case()
+    drawn = []
+
+    class Counting(list):
+        def __getitem__(self, k):
+            drawn.append(k)
+            return list.__getitem__(self, k)
+
+    clip = ClipFrames(np.stack([frame] * 3), np.stack([labels] * 3), Counting([flicker, ~flicker, flicker]), [band] * 3)
+    assert len(clip) == 3 and drawn == []  # nothing drawn until taken
+    np.testing.assert_array_equal(clip[1], draw_overlay(frame, labels, ~flicker, band))
+    assert drawn == [1]
+    for got, want in zip(clip, render_clip(np.stack([frame] * 3), np.stack([labels] * 3),
+                                           np.stack([flicker, ~flicker, flicker]), np.stack([band] * 3))):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(IndexError):
+        clip[3]
+    with pytest.raises(ValueError, match="differ in length"):
+        ClipFrames([frame], [labels], [flicker, flicker], [band])
