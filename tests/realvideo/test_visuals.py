@@ -11,35 +11,15 @@ import pytest
 from PIL import Image, ImageSequence
 
 from stabbench.flow import list_videos
-from stabbench.flow.dis import PairFlow
 from stabbench.predictors import load_predictor
 from stabbench.realvideo import ANNOTATIONS, Settings, measure
 from stabbench.realvideo.visuals import ClipWriter, PackedMasks, VideoFlicker, model_stem
 from stabbench.visuals import render_clip, write_gif
 from stabbench.visuals.overlay import FLICKER_RGB
 from stabbench.visuals.show import GIF_COLOURS
+from tests.realvideo.known import FLIPS, H, KnownFlow, N, W, object_mask
 
-H, W, N = 12, 12, 3
-#: Pixels (row, column) of frame 1 that the model labels wrongly (it is right everywhere else).
-FLIPS = [(2, 4), (5, 8), (0, 1), (7, 5)]
 BAND = 3
-
-
-class KnownFlow:
-    """A stand-in for the flow cache: every pair moves 1 px right, backward 1 px left (no motion boundary)."""
-
-    def get_or_compute(self, frame_t, frame_t1, params):
-        fw = np.zeros((H, W, 2), np.float32)
-        fw[..., 0] = 1.0
-        valid = np.ones((H, W), bool)
-        valid[:, -1] = False  # the last column leaves the frame
-        return PairFlow(fw, valid, -fw, np.roll(valid, 1, axis=1))
-
-
-def object_mask(t: int) -> np.ndarray:
-    mask = np.zeros((H, W), np.uint8)
-    mask[:, 3 + t : 7 + t] = 1  # columns 3..6 at t = 0, moving 1 px right per frame
-    return mask
 
 
 def prediction(t: int) -> np.ndarray:
