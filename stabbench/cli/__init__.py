@@ -6,8 +6,12 @@ Exit codes (see :mod:`stabbench.errors`): 0 ok, 1 a check failed, 2 usage error,
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 import click
 
+from stabbench.cli.common import one_line
 from stabbench.cli.evaluate import eval_cmd, merge
 from stabbench.cli.finetune import finetune
 from stabbench.cli.gate import gate, leaderboard_cmd
@@ -15,9 +19,43 @@ from stabbench.cli.report import report_cmd
 from stabbench.cli.show import show
 from stabbench.cli.synth import export, info, synth
 from stabbench.cli.video import video_cmd
+from stabbench.errors import EXIT_INTERRUPTED
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one ``stabbench: warning:`` line (no source file and line of code)."""
+    click.echo(f"stabbench: warning: {one_line(str(message))}", err=True)
+
+
+class StabbenchGroup(click.Group):
+    """The command group: errors of the command line itself (an unknown option, a bad value) are
+    one ``stabbench: error:`` line with exit 2, like every other error; ``--help`` lists the
+    commands once (the group's docstring holds the list)."""
+
+    def format_commands(self, ctx, formatter) -> None:  # the docstring lists them, with better summaries
+        pass
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            with warnings.catch_warnings():
+                warnings.showwarning = _warning_line
+                super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"stabbench: error: {one_line(exc.format_message())}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"stabbench: error: {one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("stabbench: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(0)
+
+
+@click.group(cls=StabbenchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="stabbench", message="%(prog)s %(version)s")
 def main():
     """Benchmark the temporal stability of video segmentation models.

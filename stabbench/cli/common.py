@@ -35,8 +35,9 @@ def reports_errors(command):
         except StabbenchError as exc:
             click.echo(f"stabbench: error: {one_line(str(exc))}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("stabbench: interrupted; re-run the same command to resume", err=True)
+        except KeyboardInterrupt as exc:  # a command may say what to do next (finetune: resume or not)
+            what = one_line(str(exc)) if exc.args else "re-run the same command to resume"
+            click.echo(f"stabbench: interrupted: {what}", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""

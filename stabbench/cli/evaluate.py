@@ -139,11 +139,17 @@ def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, re
 @reports_errors
 def merge(shards, out, leaderboard, no_leaderboard, replace, overwrite, no_plot):
     """Merge the results of `stabbench eval --shard i/n` runs (exactly the single-run numbers)."""
+    from stabbench.errors import OutputConflictError
     from stabbench.evaluation import merge_shards
     from stabbench.report.leaderboard import upsert_row
     from stabbench.report.results import build_results, leaderboard_row, load_results, write_outputs
 
     state, first = merge_shards([(str(path), load_results(Path(path))) for path in shards])
+    if Path(out).exists() and not overwrite:
+        raise OutputConflictError(f"{out}: already exists; pass --overwrite to replace it")
+    if not no_leaderboard and not replace:  # refused before anything is written, as eval does
+        model_info = {**first["model"], "name": first["model"].get("name") or first["model"]["id"]}
+        refuse_existing_row(Path(leaderboard), model_info, first["set"], first["settings"]["boundary_width"])
     results = build_results(state, first["model"], first["set"], first["settings"]["boundary_width"], (0, 1))
     write_outputs(Path(out), results, overwrite=overwrite, plot=not no_plot)
     print_results(results)

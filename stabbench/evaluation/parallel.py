@@ -40,7 +40,15 @@ _STOP_GRACE = 5.0
 
 
 def _worker_main(conn, root: str, band_width: int, num_classes: int) -> None:
-    """Serve ``("load", i)`` and ``("score", i, labels)`` in the order received; ``None`` stops."""
+    """Serve ``("load", i)`` and ``("score", i, labels)`` in the order received; ``None`` stops.
+    When the caller is gone (its end of the pipe closed: an error, Ctrl-C), exit quietly."""
+    try:
+        _serve(conn, root, band_width, num_classes)
+    except (EOFError, OSError):  # BrokenPipeError included: nobody is listening any more
+        pass
+
+
+def _serve(conn, root: str, band_width: int, num_classes: int) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle (it stops the workers)

@@ -20,7 +20,6 @@ DistributedDataParallel with the single-process batch statistics and loss); :fun
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,9 +153,11 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, onnx: bool, progr
             if epoch_done or (config.checkpoint_every and order.global_step % config.checkpoint_every == 0):
                 leader_then_share(ranks, lambda: ckpt.save_checkpoint(run, state))
     except KeyboardInterrupt:
-        print(f"stabbench: training interrupted after step {order.global_step}; the last checkpoint is in "
-              f"{out / ckpt.CHECKPOINT}: continue with the same command plus --resume", file=sys.stderr)
-        raise
+        if (out / ckpt.CHECKPOINT).exists():
+            raise KeyboardInterrupt(f"training stopped after step {order.global_step}; the last checkpoint is in "
+                                    f"{out / ckpt.CHECKPOINT}: continue with the same command plus --resume") from None
+        raise KeyboardInterrupt(f"training stopped after step {order.global_step}, before its first checkpoint: nothing "
+                                f"to resume; start again with --overwrite (--checkpoint-every N saves more often)") from None
     if run.eval_set is not None and state.last_eval_step != order.global_step:
         evaluate()
     flow_stats = None if run.flow_cache is None else _every_rank(ranks, run.flow_cache.stats())

@@ -249,6 +249,10 @@ def test_shards_merge_to_exactly_the_single_run(work: Path, shapes_set: Path, fl
     assert got["metrics"]["gt_rule_removed_fraction"] > 0 and got["metrics"]["boundary_pairs"] == 60
     (row,) = read_csv(lb)
     assert row["model"] == results_of(flicker)["model"]["id"] and row["S_boundary"] == repr(single["metrics"]["S_boundary"])
+    # the same merge again: its row exists, refused before anything is written; --replace then works
+    line = fails(cli("merge", *shards, "--out", tmp_path / "again", "--no-plot", "--leaderboard", lb), 4)
+    assert "already has a row" in line and not (tmp_path / "again").exists()
+    ok(cli("merge", *shards, "--out", tmp_path / "again", "--no-plot", "--leaderboard", lb, "--replace"))
 
 
 def test_merge_refuses_overlapping_or_incomplete_shards(shapes_set: Path, tmp_path: Path) -> None:

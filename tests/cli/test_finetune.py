@@ -19,7 +19,7 @@ import perturbations as P
 from stabbench.datasets import list_sources
 from stabbench.models import build_model
 from stabbench.training.outputs import digest_state_dict
-from tests.helpers import cli, read_csv
+from tests.helpers import cli, ok, read_csv
 
 SIZE = "48x64"
 # small, fast settings shared by every run: 4 shapes images, batches of 2 + 2 pairs
@@ -355,3 +355,32 @@ def test_sigterm_under_torchrun_becomes_an_error_line(tmp_path: Path) -> None:
     assert signal.getsignal(signal.SIGTERM) is before  # restored
     with stopped_by_launcher(None, str(tmp_path)):  # one process: SIGTERM keeps its default meaning
         assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_ctrl_c_says_whether_there_is_a_checkpoint_to_resume(tmp_path: Path, monkeypatch, checkpointed: bool) -> None:
+    """Interrupted before its first checkpoint, a run cannot be resumed: the message says to start
+    again with --overwrite; after one, it says --resume, and that resume works."""
+    import stabbench.training.loop as loop
+
+    real_step, calls = loop.train_step, []
+
+    def interrupted_step(run, state, timer=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_step(run, state, timer)
+
+    monkeypatch.setattr(loop, "train_step", interrupted_step)
+    out = tmp_path / "run"
+    every = ["--checkpoint-every", "1"] if checkpointed else []
+    result = cli("finetune", *BASE, "--epochs", "3", *every, "--out", out)
+    assert result.exit_code == 130, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("stabbench: interrupted: training stopped after step 1")
+    if checkpointed:
+        assert "--resume" in line and (out / "checkpoint.pt").exists()
+        monkeypatch.setattr(loop, "train_step", real_step)
+        ok(cli("finetune", *BASE, "--epochs", "3", *every, "--out", out, "--resume"))
+    else:
+        assert "nothing to resume" in line and "--overwrite" in line and not (out / "checkpoint.pt").exists()
