@@ -67,8 +67,12 @@ def info(set_dir, verify, as_json):
     from stabbench.synth import open_set
 
     if verify:
-        open_set(Path(set_dir)).verify()
+        dataset = open_set(Path(set_dir))
+        dataset.verify()
     print_summary(Path(set_dir), as_json=as_json)
+    if verify:
+        what = "rendered frame and mask" if dataset.format_version >= 2 else "file"
+        click.echo(f"verified: every {what} of the {len(dataset)} sequences matches its sha256 in the manifest", err=True)
 
 
 def check_names(names: tuple[str, ...] | None, choices: tuple, what: str) -> tuple:

@@ -113,12 +113,13 @@ class PrecomputedPredictor:
 
     max_batch = None
 
-    def __init__(self, root: str | Path, mapping: str = "keep"):
+    def __init__(self, root: str | Path, mapping: str = "keep", what: str = "predictions"):
         self.root = Path(root)
+        self.what = what  # named in errors: "predictions", "annotations"
         if mapping not in MAPS:
             raise UsageError(f"predictions:{root}: map={mapping!r}; choose one of {', '.join(MAPS)}")
         if not self.root.is_dir():
-            raise DataError(self.root, "predictions folder not found")
+            raise DataError(self.root, f"{what} folder not found")
         self.mapping = mapping
         self._paths: list[Path] | None = None
         self._t = 0
@@ -133,7 +134,8 @@ class PrecomputedPredictor:
         names = getattr(sequence, "frame_names", None) or [mask_name(k) for k in range(int(sequence.num_frames))]
         folder = self.root / seq_id
         if not folder.is_dir():
-            raise DataError(folder, f"no predictions for sequence {seq_id} (folder not found)")
+            raise DataError(folder, f"no {self.what} for sequence {seq_id} (folder not found; expected "
+                                    f"{self.root}/<sequence>/<frame>.png)")
         expected = {f"{name}{MASK_SUFFIX}" for name in names}
         extra = sorted(p for p in folder.iterdir() if p.suffix.lower() == MASK_SUFFIX and p.name not in expected)
         if extra:

@@ -137,7 +137,7 @@ def predict_video(name: str, loaded: Any, frames: np.ndarray, seq: VideoSequence
 def read_annotations(root: Path, frames: np.ndarray, seq: VideoSequence) -> np.ndarray:
     """The annotations of a video, ``(N, H, W)`` uint8, any non-zero value -> 1 (missing, extra,
     mis-sized and unreadable masks: DataError naming the file)."""
-    reader = PrecomputedPredictor(root, "foreground")
+    reader = PrecomputedPredictor(root, "foreground", what="annotations")
     reader.begin_sequence(seq)
     return reader.predict(frames)
 
