@@ -370,13 +370,27 @@ def interval_svg(low, high, span: float = 5.0) -> str:
 # ----------------------------------------------------------------------------- the page
 
 
+#: What makes two leaderboard rows the same result (the model on the set under the protocol, same numbers).
+ROW_IDENTITY = ("model", "set_sha256", "protocol_version", "S_global", "S_boundary")
+
+
+def unseen_rows(rows: list[tuple[str, dict]], shown: list[dict]) -> list[tuple[str, dict]]:
+    """Leaderboard rows that repeat no result already shown (a result given as a folder and
+    its own row in ``--leaderboard`` appear once, from the folder)."""
+    def identity(row: dict) -> tuple:
+        return tuple(str(row.get(k, "")) for k in ROW_IDENTITY)
+
+    seen = {identity(row) for row in shown if isinstance(row, dict)}
+    return [(label, row) for label, row in rows if identity(row) not in seen]
+
+
 def render_page(inputs: ReportInputs, worst: int = 5) -> str:
     """The whole page (str); deterministic for the same inputs."""
     from stabbench import __version__
 
     board = [(e.label, checked(e.label, eval_row, e)) for e in inputs.evals]
     board += [(v.label, row) for v in inputs.videos for row in checked(v.label, video_rows, v)]
-    board += list(inputs.leaderboard_rows)
+    board += unseen_rows(inputs.leaderboard_rows, [row for _, row in board])
     body = [
         "<h1>stabbench report</h1>",
         f"<p>stabbench {text(__version__)}; {len(inputs.evals)} eval result(s), {len(inputs.videos)} real-video "

@@ -242,3 +242,13 @@ def test_bad_inputs_name_the_file(tmp_path: Path, result_copy: Path) -> None:
     with pytest.raises(DataError) as info:
         page_of(result_copy)
     assert info.value.path == Path(str(result_copy)) and "malformed result" in str(info.value)
+
+
+def test_a_result_and_its_own_leaderboard_row_appear_once() -> None:
+    from stabbench.report.html import unseen_rows
+
+    shown = [{"model": "m", "set_sha256": "abc", "protocol_version": "1", "S_global": 99.5, "S_boundary": 97.25}]
+    same = {"model": "m", "set_sha256": "abc", "protocol_version": "1", "S_global": "99.5", "S_boundary": "97.25", "date": "x"}
+    older = {**same, "S_boundary": "96.0"}  # the same model's earlier numbers: another result, kept
+    other = {**same, "model": "n"}
+    assert unseen_rows([("lb.csv", same), ("lb.csv", older), ("lb.csv", other)], shown) == [("lb.csv", older), ("lb.csv", other)]
