@@ -347,6 +347,9 @@ def load_predictor(
     ref = parse_model_ref(model)
     source = resolve(ref, allow_pickle=allow_pickle, device=device, num_classes=num_classes)
     _apply_weights(source, weights)
+    if source.format == "arch" and weights is None:
+        warnings.warn(f"{source.model_id}: a freshly initialised architecture (no --weights): its numbers describe "
+                      "random weights", UserWarning, stacklevel=2)
     spec, sources, file_used = _spec_layers(source, spec_file, overrides)
     predictor = _wrap(source, spec, device, batch_size)
     input_processing = isinstance(predictor, ArrayModelPredictor)
