@@ -53,7 +53,13 @@ def run_training(config: TrainConfig, *, resume: bool = False, overwrite: bool =
     is raised on every rank; a rank lost mid-run is an :class:`~stabbench.errors.IOFailure`.
     """
     if ranks is None:
-        return _train(config, resume, overwrite, onnx, progress, on_step, None)
+        created = not Path(config.out).exists()
+        try:
+            return _train(config, resume, overwrite, onnx, progress, on_step, None)
+        except BaseException:
+            if created:  # a run that failed before writing anything leaves no empty folder behind
+                _remove_if_empty(Path(config.out))
+            raise
     from stabbench import distributed
     from stabbench.training.distributed import use_local_gpu
 
@@ -69,6 +75,13 @@ def run_training(config: TrainConfig, *, resume: bool = False, overwrite: bool =
                         f"is in {Path(config.out) / CHECKPOINT}: re-run the same command with --resume") from None
     distributed.stop()
     return result
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only an empty folder: anything written (a log, the flow cache) stays
+    except OSError:
+        pass
 
 
 def _is_collective_failure(exc: RuntimeError) -> bool:
