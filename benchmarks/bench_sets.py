@@ -23,6 +23,8 @@ Measured, in one run:
   most gain ``max(load, predict + score) / ((load + predict + score) / C)``.
 * **workers**: ``evaluate(..., workers=2)`` / ``workers=0`` on the compact set, wall time of
   whole evaluations (worker start-up included). Target: at least 1.8x throughput on 2 cores.
+* **workers, steady state**: sequences per second from the first to the last sequence scored
+  (the workers' start-up, paid once per evaluation, left out), ``--workers 2`` / ``0``.
 * **torchrun**: ``torchrun --nproc-per-node 2 -m stabbench eval`` / ``python -m stabbench eval``
   (``--workers 0``), whole commands (interpreter and torch start-up included).
 * **memory**: peak RSS of a whole evaluation (one process), compact and materialized; with
@@ -98,6 +100,15 @@ class Unverified:
 
         manifest_module.read_member = self.real
         reader.read_member = self.real
+
+
+def steady_rate(path: str, workers: int) -> float:
+    """Sequences per second between the first and the last scored sequence of one evaluation:
+    the throughput once the workers run (their start-up, paid once per evaluation, left out)."""
+    stamps: list[float] = []
+    evaluate(ConstantPredictor(), open_set(Path(path)), workers=workers,
+             progress=lambda done, total: stamps.append(time.perf_counter()))
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
 
 
 def stage_times(path: str) -> dict:
@@ -188,6 +199,15 @@ def main() -> None:
             "workers 2": lambda: eval_once(compact, 2),
         }, baseline="workers 0", warmup=args.warmup)
         print(harness.timing_table(record["workers"]))
+        rates = {w: [] for w in (0, 2)}
+        for _ in range(max(1, args.rounds)):
+            for w in rates:
+                rates[w].append(steady_rate(compact, w))
+        medians = {w: sorted(v)[len(v) // 2] for w, v in rates.items()}
+        record["workers_steady"] = {"sequences_per_s": {f"workers {w}": v for w, v in rates.items()},
+                                    "ratio_of_medians": medians[2] / medians[0]}
+        print(f"steady-state throughput (first to last sequence scored): workers 0 {medians[0]:.2f}/s, "
+              f"workers 2 {medians[2]:.2f}/s: {medians[2] / medians[0]:.2f}x", file=sys.stderr)
 
         python = sys.executable
         base = ["-m", "stabbench", "eval", "--model", "builtin:constant", "--set", compact, "--no-leaderboard",
