@@ -56,7 +56,7 @@ def with_leaderboard_options(f):
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), help="Most frames per model call (default: a whole sequence).")
 @click.option("--workers", type=click.IntRange(min=0), help="Worker processes that read/render and score sequences "
-              "(0: all in this process; default: STABBENCH_WORKERS, else the cores available).")
+              "(0: all in this process; default: STABBENCH_WORKERS, else cores - 1 with 4 cores or more, else 0).")
 @click.option("--allow-nonfinite", is_flag=True, help="Score a model whose outputs hold NaN/Inf (as 0 / +-1e30) and record "
                                                       "it as a warning, instead of failing (exit 5); the gate fails such a result.")
 @click.option("--save-predictions", is_flag=True, help="Also write the predicted labels, OUT/predictions/<sequence>/"

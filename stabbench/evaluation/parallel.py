@@ -217,12 +217,19 @@ def _merge(state: EvalState, part: dict) -> EvalState:
     return state.merge(EvalState.from_state_dict(part))  # the part's warnings are empty: they are the caller's
 
 
+#: Fewer cores than this: no worker processes by default (measured on 2 cores, ``--workers 2``
+#: ran at 0.92x the one-process speed, whose read-ahead thread already uses the second core:
+#: benchmarks/RESULTS.md, "Sets").
+MIN_CORES_FOR_WORKERS = 4
+
+
 def default_workers() -> int:
-    """``STABBENCH_WORKERS`` if set, else the cores this process may use (0 on a single core)."""
+    """``STABBENCH_WORKERS`` if set, else one worker per core but the model's when this process
+    may use at least :data:`MIN_CORES_FOR_WORKERS` cores, else 0 (everything in this process)."""
     import os
 
     text = os.environ.get("STABBENCH_WORKERS")
     if text is not None and text.strip().isdigit():
         return int(text)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cores if cores > 1 else 0
+    return cores - 1 if cores >= MIN_CORES_FOR_WORKERS else 0

@@ -79,3 +79,14 @@ def test_a_worker_data_error_is_raised_as_itself(small_set: Path, tmp_path: Path
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="seq_00002, frame 1"):
         evaluate(make_builtin("oracle").predictor, open_set(copy), workers=2)
+
+
+@pytest.mark.parametrize("cores, expected", [(1, 0), (2, 0), (3, 0), (4, 3), (16, 15)])
+def test_default_workers_leave_a_core_to_the_model_and_none_on_small_machines(monkeypatch, cores: int, expected: int) -> None:
+    from stabbench.evaluation.parallel import default_workers
+
+    monkeypatch.delenv("STABBENCH_WORKERS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert default_workers() == expected
+    monkeypatch.setenv("STABBENCH_WORKERS", "5")
+    assert default_workers() == 5
