@@ -486,7 +486,7 @@ def vs_baseline(videos, by_seed, metric, seeds, rng, resamples) -> dict:
         a.append(pair_rates(videos[s], name, metric))
         c.append(pair_rates(videos[s], ref, metric))
         row = videos[s]["metrics"][name]
-        tool[s] = {k: v for k, v in row.items() if metric in k and ("delta" in k or "ci" in k or "verdict" in k)}
+        tool[s] = {k: row[k] for k in (f"d{metric}", f"d{metric}_lo", f"d{metric}_hi", f"{metric}_verdict")}
     a_, c_ = np.stack(a), np.stack(c)
     keep = ~np.isnan(a_).any(axis=0) & ~np.isnan(c_).any(axis=0)
     return {**paired_bootstrap(a_[:, keep], c_[:, keep], nanmean_stat, rng, resamples), "tool_per_seed": tool}
@@ -542,6 +542,14 @@ def render(summary: dict, args) -> str:
             d = diffs[arm]
             lines.append(f"| {ARM_LABELS[arm]} | " + " | ".join(fmt_diff(d[c]) for c, _ in cols) + " | "
                          + " | ".join(fmt_diff(d[f"video/{m}"]) for m in VIDEO_METRICS) + " |")
+    lines += ["", "Real video, `stabbench video`'s own comparison with the baseline per seed: dS_boundary "
+                  "[95 % interval, frame pairs resampled], verdict:", "", "| arm | " + " | ".join(
+                      f"seed {s}" for s in args.seed_list) + " |", "|---" * (len(args.seed_list) + 1) + "|"]
+    for arm in order[1:]:
+        tool = per[arm]["video/dS_boundary_vs_baseline"]["tool_per_seed"]
+        lines.append(f"| {ARM_LABELS[arm]} | " + " | ".join(
+            f"{t['dS_boundary']:+.2f} [{t['dS_boundary_lo']:+.2f}, {t['dS_boundary_hi']:+.2f}] {t['S_boundary_verdict']}"
+            for t in (tool[s] for s in args.seed_list)) + " |")
     lines += ["", "| run | seg CE first / last 20 % of steps | last bc | last gc | last liu | train s |", "|---" * 6 + "|"]
     for name, t in summary["training"].items():
         lines.append(f"| {name} | {t['seg_first_20pct']:.3f} / {t['seg_last_20pct']:.3f} | {t['last']['bc']:.3f} | "
