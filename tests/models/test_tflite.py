@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import warnings
 
 import cv2
 import numpy as np
@@ -55,19 +56,26 @@ def davis_inputs(root, size: tuple[int, int], frames=(0, 14)) -> np.ndarray:
 def test_imported_selfie_models_match_litert_on_davis(davis_sample, variant, size) -> None:
     """Both runtimes carry float32 round-off (measured on these 12 frames, general: LiteRT 6.2e-5 and
     the imported module 5.0e-5 from a float64 evaluation of the imported graph, 1.005e-4 apart with
-    torch's oneDNN convolutions): the imported graph evaluated in float64 is within 1e-4 of LiteRT,
-    the float32 module within 1.5e-4, and the masks agree on >= 99.99 % of the pixels."""
+    torch's oneDNN convolutions, 6.3e-5 with torch's native ones): the imported graph evaluated in
+    float64, and the float32 module on torch's native convolutions, are within 1e-4 of LiteRT; the
+    float32 module on oneDNN (torch's default on the CPU) within 1.5e-4; the masks agree on
+    >= 99.99 % of the pixels."""
     path = selfie_path(variant)
     x = davis_inputs(davis_sample, size)
     want = litert_probabilities(path, x)
     net = import_tflite(path).eval()
     with torch.no_grad():
         got = net(torch.from_numpy(x).permute(0, 3, 1, 2))
+        with warnings.catch_warnings():  # the flags' context says TF32 needs an Intel GPU: not used here
+            warnings.filterwarnings("ignore", message="TF32 acceleration")
+            with torch.backends.mkldnn.flags(enabled=False):  # torch's own float32 convolutions
+                native = net(torch.from_numpy(x).permute(0, 3, 1, 2))[:, 0].numpy()
         exact = net.double()(torch.from_numpy(x).double().permute(0, 3, 1, 2))[:, 0].numpy()
     assert got.shape == (len(x), 1, *size) and got.dtype == torch.float32
     got = got[:, 0].numpy()
     assert np.abs(exact - want).max() <= 1e-4
-    assert np.abs(got - want).max() <= 1.5e-4
+    assert np.abs(native - want).max() <= 1e-4  # the issue's bound, float32, torch's native convolutions
+    assert np.abs(got - want).max() <= 1.5e-4  # oneDNN's (the default) round the other way: 1.005e-4 measured
     assert ((got > 0.5) == (want > 0.5)).mean() >= 0.9999
     assert 0.01 < (want > 0.5).mean() < 0.5  # the frames hold people: the comparison is not of empty masks
 
