@@ -62,7 +62,7 @@ def bench_size(args, size, tmp: Path) -> dict:
 
     from stabbench.losses import boundary_coherency_loss, global_coherency_loss
     from stabbench.training.data import resize_image
-    from stabbench.training.loop import StageTimer, draw_batch, flow_tensors, train_step
+    from stabbench.training.loop import draw_batch, flow_tensors
 
     cache = tmp / f"flow-cache-{size[0]}x{size[1]}"
     runs, cache_stats = {}, {}
@@ -70,16 +70,7 @@ def bench_size(args, size, tmp: Path) -> dict:
         runs[kind] = build(args.root, size, kind, args, tmp / f"run-{kind}-{size[0]}x{size[1]}", cache)
         if runs[kind][0].flow_cache is not None:
             cache_stats[kind] = dict(runs[kind][0].flow_cache.stats())
-    stages: dict[str, list[dict]] = {kind: [] for kind in KINDS}
-
-    def step(kind: str):
-        run, state = runs[kind]
-
-        def case():
-            timer = StageTimer()
-            train_step(run, state, timer)  # the position is not advanced: same 12 labelled images, next 6 pairs
-            stages[kind].append(dict(timer.seconds))
-        return case
+    step_cases, stages = harness.train_step_cases({kind: runs[kind] for kind in KINDS})
 
     # the loss terms alone, forward + backward, on fixed logits of one pair batch
     run_c, state_c = runs["coherent"]
@@ -95,7 +86,7 @@ def bench_size(args, size, tmp: Path) -> dict:
             fn(lt, lt1, *flows, **kw).backward()
         return case
 
-    cases = {kind: step(kind) for kind in KINDS}
+    cases = dict(step_cases)
     cases["L_bc alone, fw + bw"] = term(boundary_coherency_loss, width=run_c.config.width)
     cases["L_gc alone, fw + bw"] = term(global_coherency_loss, beta=run_c.config.beta)
     timing = harness.interleaved(args.rounds, cases, baseline="control", warmup=args.warmup)

@@ -85,25 +85,14 @@ def settings(args) -> dict:
 
 
 def bench(args, tmp: Path) -> dict:
-    from stabbench.training.loop import StageTimer, train_step
 
     cache = tmp / "flow-cache"
     runs, cache_stats = {}, {}
     for kind in KINDS:  # the first fills the cache; the others read it
         runs[kind] = build(kind, str(args.root), str(tmp / f"run-{kind}"), str(cache), args.variant, settings(args))
         cache_stats[kind] = dict(runs[kind][0].flow_cache.stats())
-    stages: dict[str, list[dict]] = {kind: [] for kind in KINDS}
-
-    def step(kind: str):
-        run, state = runs[kind]
-
-        def case():
-            timer = StageTimer()
-            train_step(run, state, timer)  # the position is not advanced: same labelled images
-            stages[kind].append(dict(timer.seconds))
-        return case
-
-    timing = harness.interleaved(args.rounds, {kind: step(kind) for kind in KINDS}, baseline="control",
+    step_cases, stages = harness.train_step_cases({kind: runs[kind] for kind in KINDS})
+    timing = harness.interleaved(args.rounds, step_cases, baseline="control",
                                  warmup=args.warmup)
     stage_summary = {kind: {name: harness.summarize([s[name] for s in got[-args.rounds:]]) for name in got[-1]}
                      for kind, got in stages.items()}

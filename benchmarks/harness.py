@@ -230,6 +230,29 @@ def profile(fn: Callable[[], Any], top: int = 25, sort: str = "tottime") -> str:
     return buf.getvalue()
 
 
+def train_step_cases(runs: Mapping[str, tuple]) -> tuple[dict[str, Callable[[], None]], dict[str, list[dict]]]:
+    """Timed cases of one fine-tuning step per run (``runs``: name -> ``(TrainRun, TrainState)``)
+    and the stage times each call records (``StageTimer`` seconds, appended per call).
+
+    The data position is not advanced by ``train_step``: every call trains on the same
+    labelled images (and the next pairs), so the cases are comparable round after round.
+    """
+    from stabbench.training.loop import StageTimer, train_step
+
+    stages: dict[str, list[dict]] = {name: [] for name in runs}
+
+    def case_of(name: str) -> Callable[[], None]:
+        run, state = runs[name]
+
+        def case() -> None:
+            timer = StageTimer()
+            train_step(run, state, timer)
+            stages[name].append(dict(timer.seconds))
+        return case
+
+    return {name: case_of(name) for name in runs}, stages
+
+
 # --------------------------------------------------------------------------- memory
 
 

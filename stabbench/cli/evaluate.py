@@ -70,9 +70,10 @@ def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, re
     Writes OUT/results.json, per-sequence, per-perturbation-x-severity and per-class CSVs and a
     plot, prints a table, and adds a row to the leaderboard (not for a shard).
     """
+    from stabbench.distributed import launched_ranks
     from stabbench.errors import OutputConflictError, UsageError
     from stabbench.evaluation import evaluate, parse_shard
-    from stabbench.evaluation.distributed import evaluate_across_ranks, launched_ranks
+    from stabbench.evaluation.distributed import evaluate_across_ranks
     from stabbench.evaluation.parallel import default_workers
     from stabbench.predictors import load_predictor
     from stabbench.report.leaderboard import recognise, upsert_row

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from stabbench.distributed import Ranks, gather, launched_ranks, start, stop
+from stabbench.distributed import Ranks, gather, start, stop
 from stabbench.errors import StabbenchError
 from stabbench.evaluation.merge import merge_states
 from stabbench.evaluation.state import EvalState
@@ -42,4 +42,4 @@ def evaluate_across_ranks(ranks: Ranks, device: str, run: Callable[[], EvalState
     return state if ranks.leader else None
 
 
-__all__ = ["Ranks", "evaluate_across_ranks", "gather", "gather_eval_states", "launched_ranks", "start", "stop"]
+__all__ = ["evaluate_across_ranks", "gather_eval_states"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from stabbench.errors import DataError, OutputConflictError
 from stabbench.fileio import atomic_write_text
 from stabbench.report.plot import render_stability_vs_severity, short_model_name
-from stabbench.report.sources import EvalInput, ReportInputs, VideoInput, VisualItem
+from stabbench.report.sources import EvalInput, ReportInputs, ResultInput, VideoInput, VisualItem
 
 PAGE_NAME = "index.html"
 #: Columns of the real-video comparison table shown first, in this order (others follow, sorted).
@@ -237,7 +237,7 @@ def worst_html(rows: list[dict], worst: int, with_visuals: set[str]) -> str:
                  sortable=True)
 
 
-def visuals_html(entry: EvalInput | VideoInput) -> str:
+def visuals_html(entry: ResultInput) -> str:
     if not entry.visuals:
         return note(entry.visuals_note or "the visuals file lists no item")
     return '<div class="gallery">' + "\n".join(_figure(item) for item in entry.visuals) + "</div>"

@@ -69,19 +69,17 @@ class VisualItem:
 
 
 @dataclass
-class EvalInput:
+class ResultInput:
+    """One result given to the report (an eval result or a ``stabbench video`` result) and its visuals."""
+
     label: str
     results: dict
     visuals: list[VisualItem] = field(default_factory=list)
     visuals_note: str = ""
 
 
-@dataclass
-class VideoInput:
-    label: str
-    results: dict
-    visuals: list[VisualItem] = field(default_factory=list)
-    visuals_note: str = ""
+#: The two kinds of result, named for the functions that render each.
+EvalInput = VideoInput = ResultInput
 
 
 @dataclass
@@ -126,7 +124,7 @@ def _read_result(label: str, out: ReportInputs, budget: Budget) -> None:
     out.evals.append(entry)
 
 
-def _attach_visuals(entry: EvalInput | VideoInput, folder: Path, budget: Budget, out: ReportInputs, writer: str) -> None:
+def _attach_visuals(entry: ResultInput, folder: Path, budget: Budget, out: ReportInputs, writer: str) -> None:
     """The items of ``folder/visuals/visuals.json`` into ``entry.visuals``, else a note naming ``writer``."""
     visuals = folder / VISUALS_FOLDER / VISUALS_FILE
     if visuals.is_file():
