@@ -1,4 +1,4 @@
-"""Perturbations with exactly known motion, for synthetic video (NumPy + OpenCV only).
+"""Perturbations with exactly known motion, for synthetic video (NumPy only).
 
     >>> import numpy as np, perturbations as P
     >>> rng = np.random.default_rng(0)

@@ -33,18 +33,49 @@ def to_homogeneous(affine: np.ndarray) -> np.ndarray:
 
 
 def compose(second: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """The ``(2, 3)`` affine that applies ``first`` then ``second``."""
-    return (to_homogeneous(second) @ to_homogeneous(first))[:2]
+    """The ``(2, 3)`` affine that applies ``first`` then ``second``.
+
+    Computed in Python floats (IEEE-754 binary64, one correctly rounded operation at a time,
+    in a fixed order), not by a BLAS product, so the result is the same on every machine.
+    """
+    (a, b, c), (d, e, f) = _rows(second)
+    (g, h, i), (j, k, m) = _rows(first)
+    return np.array(
+        [[a * g + b * j, a * h + b * k, a * i + b * m + c], [d * g + e * j, d * h + e * k, d * i + e * m + f]],
+        dtype=np.float64,
+    )
 
 
 def invert(affine: np.ndarray) -> np.ndarray:
-    """Inverse of a ``(2, 3)`` affine."""
-    return np.linalg.inv(to_homogeneous(affine))[:2]
+    """Inverse of a ``(2, 3)`` affine, by the closed form (the same bytes on every machine).
+
+    With ``A = [[a, b, c], [d, e, f]]`` and ``det = a*e - b*d``: the linear part is
+    ``[[e, -b], [-d, a]] / det`` (each entry one division) and the shift is
+    ``-(L @ [c, f])`` with that linear part ``L``, each row ``l0*c + l1*f`` left to right.
+    Raises ``numpy.linalg.LinAlgError`` where ``det`` is 0 (as ``np.linalg.inv``).
+    """
+    (a, b, c), (d, e, f) = _rows(affine)
+    det = a * e - b * d
+    if det == 0:
+        raise np.linalg.LinAlgError("Singular matrix")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        p, q, r, s = (np.float64(v) / np.float64(det) for v in (e, -b, -d, a))
+        out = np.array([[p, q, -(p * c + q * f)], [r, s, -(r * c + s * f)]], dtype=np.float64)
+    return out
+
+
+def _rows(affine: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The six entries of a ``(2, 3)`` affine as Python floats."""
+    m = np.asarray(affine, dtype=np.float64)
+    return (float(m[0, 0]), float(m[0, 1]), float(m[0, 2])), (float(m[1, 0]), float(m[1, 1]), float(m[1, 2]))
 
 
 def power(step: np.ndarray, k: int) -> np.ndarray:
     """``step`` applied ``k`` times, as a ``(2, 3)`` affine (``k = 0`` gives identity)."""
-    return np.linalg.matrix_power(to_homogeneous(step), k)[:2]
+    out = np.eye(2, 3, dtype=np.float64)
+    for _ in range(k):  # k products in a fixed order (compose: the same bytes on every machine)
+        out = compose(step, out)
+    return out
 
 
 def about_centre(linear: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -1,22 +1,23 @@
 """Render the frames and ground-truth masks of a trajectory.
 
-Frame ``k`` = source warped once by ``affines[k]`` (bilinear), uncovered pixels set to 0,
-occluder painted, then noise: the cumulative perturbation noise (``gaussian_noise``) and an
-independent minute noise (std ``MINUTE_NOISE_STD``) on every frame after the first.
-Masks are the source labels warped by nearest neighbour (labels are never interpolated);
-uncovered and occluded pixels get ``ignore_label``.
+Frame ``k`` = source warped once by ``affines[k]`` (the exact bilinear warp of
+:mod:`perturbations.warp`), uncovered pixels set to 0, occluder painted, then noise: the
+cumulative perturbation noise (``gaussian_noise``) and an independent minute noise (std
+``MINUTE_NOISE_STD``) on every frame after the first. Masks are the source labels warped by
+nearest neighbour (labels are never interpolated); uncovered and occluded pixels get
+``ignore_label``. Every step is integer arithmetic (or correctly rounded binary64 on the
+trajectory's few numbers), so the bytes are the same on every machine and library build.
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
-import cv2
 import numpy as np
 
-from perturbations.geometry import coverage
 from perturbations.noise import rounded_gaussian
 from perturbations.trajectory import MINUTE_NOISE_STD, Trajectory
+from perturbations.warp import PackedSource, covered_by, nearest_labels, source_coordinates, unpack_rgb
 
 IGNORE_LABEL = 255
 
@@ -25,32 +26,43 @@ def _is_identity(affine: np.ndarray) -> bool:
     return bool(np.array_equal(affine, np.eye(2, 3)))
 
 
-def warp_image(image: np.ndarray, affine: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
-    """``(H, W, 3)`` uint8 source under ``affine`` (bilinear); uncovered pixels are 0.
+def warp_image(image: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 source under ``affine`` (exact bilinear); uncovered pixels are 0.
 
-    ``covered`` (``(H, W)`` bool, from :func:`perturbations.geometry.coverage`) may be
-    passed to save recomputing it.
+    Convention: ``affine`` maps source to frame (see :mod:`perturbations.geometry`).
     """
     if _is_identity(affine):
         return image.copy()
-    height, width = image.shape[:2]
-    out = cv2.warpAffine(image, affine, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    out[~(coverage(affine, height, width) if covered is None else covered)] = 0
-    return out
+    return warp_pair(image, None, affine)[0]
 
 
-def warp_label(
-    label: np.ndarray, affine: np.ndarray, ignore_label: int = IGNORE_LABEL, covered: np.ndarray | None = None
-) -> np.ndarray:
+def warp_label(label: np.ndarray, affine: np.ndarray, ignore_label: int = IGNORE_LABEL) -> np.ndarray:
     """``(H, W)`` uint8 labels under ``affine`` (nearest); uncovered pixels get ``ignore_label``."""
     if _is_identity(affine):
         return label.copy()
-    height, width = label.shape
-    out = cv2.warpAffine(
-        label, affine, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=ignore_label
-    )
-    out[~(coverage(affine, height, width) if covered is None else covered)] = ignore_label
-    return out
+    return warp_pair(None, label, affine, ignore_label)[1]
+
+
+def warp_pair(
+    image: np.ndarray | None,
+    label: np.ndarray | None,
+    affine: np.ndarray,
+    ignore_label: int = IGNORE_LABEL,
+    source: PackedSource | None = None,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(frame, mask)``: the image (bilinear) and the label (nearest) under one ``affine``,
+    sharing its source coordinates and coverage (see :mod:`perturbations.warp`). Either input
+    may be ``None`` (its output is then ``None``); ``source`` is ``PackedSource(image)``, if at hand.
+    """
+    height, width = (label.shape if label is not None else image.shape[:2])
+    ux, uy = source_coordinates(affine, height, width)
+    covered = covered_by(ux, uy, height, width)
+    frame = mask = None
+    if image is not None:
+        frame = unpack_rgb((PackedSource(image) if source is None else source).sample(ux, uy, covered))
+    if label is not None:
+        mask = nearest_labels(label, ux, uy, covered, ignore_label)
+    return frame, mask
 
 
 def render_sequence(
@@ -78,11 +90,14 @@ def render_sequence(
         )
     shape = (height, width, 3)
     accumulated = np.zeros(shape, np.int16) if trajectory.noise_step else None
+    source = None
     for k in range(trajectory.num_frames):
         affine = trajectory.affines[k]
-        covered = None if _is_identity(affine) else coverage(affine, height, width)
-        frame = warp_image(image, affine, covered)
-        mask = warp_label(label, affine, ignore_label, covered)
+        if _is_identity(affine):
+            frame, mask = image.copy(), label.copy()
+        else:
+            source = PackedSource(image) if source is None else source
+            frame, mask = warp_pair(image, label, affine, ignore_label, source)
         occluder = trajectory.occluder(k)
         if occluder is not None:
             covered = occluder.raster(height, width)

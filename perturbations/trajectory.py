@@ -10,7 +10,7 @@ from perturbations.geometry import Occluder
 
 #: Version of the generation protocol (ladders, rendering, validity rules). Any change to
 #: any of them changes this string; every output records it.
-PROTOCOL_VERSION = "v1"
+PROTOCOL_VERSION = "v2"
 
 #: Standard deviation (8-bit intensity units) of the independent "minute" Gaussian noise
 #: added to every frame after the first (method.md, section 2).

@@ -1,3 +1,3 @@
 """stabbench: a benchmark of the temporal stability of video segmentation models."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

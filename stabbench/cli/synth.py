@@ -18,6 +18,7 @@ from stabbench.cli.common import (
     reports_errors,
     split_csv,
 )
+from stabbench.synth.manifest import COMPACT_FORMAT
 
 
 @click.command()
@@ -32,7 +33,7 @@ from stabbench.cli.common import (
 @click.option("--severities", metavar="1,2,..", help="Subset of severities (default: 1-6).")
 @dataset_options(cityscapes_split="val")
 @click.option("--materialize", is_flag=True, help="Write every frame and mask as a PNG (set format 1) instead of a compact "
-                                                  "set rendered on demand (format 2, the default).")
+                                                  "set rendered on demand (format 3, the default).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing set at --out.")
 @quiet_option
 @reports_errors
@@ -71,7 +72,7 @@ def info(set_dir, verify, as_json):
         dataset.verify()
     print_summary(Path(set_dir), as_json=as_json)
     if verify:
-        what = "rendered frame and mask" if dataset.format_version >= 2 else "file"
+        what = "rendered frame and mask" if dataset.format_version == COMPACT_FORMAT else "file"
         click.echo(f"verified: every {what} of the {len(dataset)} sequences matches its sha256 in the manifest", err=True)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from perturbations import PERTURBATION_NAMES, SEVERITIES
+from perturbations.warp import fixed_point_inverse
 from stabbench.errors import DataError
 from stabbench.fileio import sha256_bytes
 from stabbench.limits import check_pixels
@@ -29,6 +30,13 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 #: Affines whose 2x2 part has a smaller |determinant| are singular (no inverse correspondence).
 MIN_ABS_DET = 1e-6
+
+SET_FORMAT = "stabbench-synthetic-set"
+#: 1: materialized (every frame and mask a PNG); 3: compact (sources + trajectories, rendered on
+#: demand by the exact fixed-point renderer of protocol v2). 2: the compact sets of protocol v1,
+#: rendered by ``cv2.warpAffine``, whose bytes depend on the OpenCV build: no longer read.
+MATERIALIZED_FORMAT, LEGACY_COMPACT_FORMAT, COMPACT_FORMAT = 1, 2, 3
+SET_FORMAT_VERSIONS = (MATERIALIZED_FORMAT, COMPACT_FORMAT)
 
 
 def _fail(path: Path, where: str, problem: str) -> DataError:
@@ -95,7 +103,7 @@ def check_manifest(manifest: Any, path: Path) -> dict:
 
 
 def check_record(record: Any, path: Path, where: str, format_version: int = 1) -> str:
-    """Validate one sequence record of a set of ``format_version`` (1 materialized, 2 compact); returns its id."""
+    """Validate one sequence record of a set of ``format_version`` (1 materialized, 3 compact); returns its id."""
     seq_id = check_name(_get(record, "id", str, path, where), path, f"{where}.id")
     plan = _get(record, "plan", dict, path, where)
     _get(plan, "index", int, path, f"{where}.plan")
@@ -110,11 +118,11 @@ def check_record(record: Any, path: Path, where: str, format_version: int = 1) -
         raise _fail(path, f"{where}.frames", f"{len(frames)} frames for {num_affines} trajectory steps (at least 2)")
     for k, item in enumerate(frames):
         for key in ("frame", "mask"):
-            if format_version == 2:
+            if format_version == COMPACT_FORMAT:
                 _sha(item, key + "_pixels_sha256", path, f"{where}.frames[{k}]")
             else:
                 _file_entry(item, key, path, f"{where}.frames[{k}]")
-    if format_version == 2:
+    if format_version == COMPACT_FORMAT:
         render = _get(record, "render", dict, path, where)
         files = _get(render, "source_files", dict, path, f"{where}.render")
         for key in ("image", "label"):
@@ -168,6 +176,11 @@ def check_trajectory(data: dict, path: Path, where: str) -> tuple[int, int, int]
     det = affines[:, 0, 0] * affines[:, 1, 1] - affines[:, 0, 1] * affines[:, 1, 0]
     if (np.abs(det) < MIN_ABS_DET).any():
         raise _fail(path, f"{where}.affines[{int(np.argmax(np.abs(det) < MIN_ABS_DET))}]", "singular matrix")
+    for k, affine in enumerate(affines):
+        try:
+            fixed_point_inverse(affine, height, width)
+        except ValueError as exc:
+            raise _fail(path, f"{where}.affines[{k}]", str(exc)) from None
     occluders = _get(data, "occluders", list, path, where)
     if occluders and len(occluders) != len(affines):
         raise _fail(path, f"{where}.occluders", f"{len(occluders)} entries for {len(affines)} frames")

@@ -28,7 +28,7 @@ import numpy as np
 from perturbations import Trajectory, pair_correspondence
 from stabbench.errors import DataError
 from stabbench.limits import png_size
-from stabbench.synth.manifest import check_manifest, member_path, read_member
+from stabbench.synth.manifest import COMPACT_FORMAT, LEGACY_COMPACT_FORMAT, check_manifest, member_path, read_member
 from stabbench.synth.writer import MANIFEST_FILE, RUN_FILE, SET_FORMAT, SET_FORMAT_VERSIONS, SOURCES_DIR, pixels_sha256
 
 #: ``cv2.IMREAD_COLOR_RGB`` (OpenCV >= 4.10: decode straight to RGB), else ``None``.
@@ -216,11 +216,9 @@ class SyntheticSequence:
         return self._rendered[part]
 
     def _mismatch(self, k: int, key: str) -> str:
-        made = f"OpenCV {self.versions.get('opencv', '?')}, NumPy {self.versions.get('numpy', '?')}"
-        here = f"OpenCV {cv2.__version__}, NumPy {np.__version__}"
-        return (f"sequence {self.id}, {key} {k}: the rendered pixels differ from the manifest's checksum "
-                f"(set made with {made}; rendering here with {here}). A different library build renders other "
-                "bytes, or the set was changed: re-create it here, or use a materialized set (--materialize)")
+        return (f"sequence {self.id}, {key} {k}: the rendered pixels differ from the manifest's checksum. The "
+                "renderer is exact (the same bytes on every machine and library build), so the set's sources or "
+                "manifest were changed after it was made: re-create it, or get an intact copy")
 
     def _read_all(self, key: str, read) -> np.ndarray:
         """``read(k)`` of every frame, into one array allocated once (no list + ``np.stack`` copy)."""
@@ -324,6 +322,14 @@ def load_manifest(root: Path) -> dict:
         raise DataError(path, f"malformed manifest: expected a JSON object, got {type(manifest).__name__}")
     if manifest.get("format") != SET_FORMAT:
         raise DataError(path, f"not a stabbench synthetic-set manifest (format={manifest.get('format')!r})")
+    if manifest.get("format_version") == LEGACY_COMPACT_FORMAT:
+        made = manifest.get("versions", {}).get("stabbench", "?") if isinstance(manifest.get("versions"), dict) else "?"
+        raise DataError(path, (
+            f"a compact set of format {LEGACY_COMPACT_FORMAT} (protocol v1, made by stabbench {made}), whose frames "
+            f"depend on the OpenCV build that renders them; this stabbench reads compact format {COMPACT_FORMAT} "
+            "(an exact renderer, the same bytes everywhere). Re-create the set with this version (the same "
+            f"`stabbench synth` command), or materialize it with the version that made it (`stabbench export "
+            f"{root} --out DIR` under stabbench {made}) and use that folder"))
     if manifest.get("format_version") not in SET_FORMAT_VERSIONS:
         supported = " or ".join(map(str, SET_FORMAT_VERSIONS))
         raise DataError(path, f"set format version {manifest.get('format_version')} is not supported (expected {supported})")

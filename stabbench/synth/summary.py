@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stabbench.synth.manifest import COMPACT_FORMAT
 from stabbench.synth.reader import open_set
 
 
@@ -28,7 +29,7 @@ def summarize_set(out: Path) -> dict:
     return {
         "set": str(out),
         "protocol_version": ds.protocol_version,
-        "layout": "compact" if ds.format_version == 2 else "materialized",
+        "layout": "compact" if ds.format_version == COMPACT_FORMAT else "materialized",
         "format_version": ds.format_version,
         "config": ds.config,
         "classes": list(ds.classes),

@@ -1,6 +1,6 @@
 """Write a synthetic set to disk: sources or frames, correspondence data, manifest.
 
-A **compact** set (format 2, the default) stores each source image and label once, as
+A **compact** set (format 3, the default) stores each source image and label once, as
 decoded pixels in lossless PNG, and for every sequence its trajectory, the state of its
 generator after the trajectory was drawn, and the sha256 of every rendered frame's and
 mask's pixels; the reader renders frames, masks, flow and validity on demand with the very
@@ -37,16 +37,19 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from perturbations import PERTURBATION_NAMES, PROTOCOL_VERSION, SEVERITIES, make_trajectory, render_sequence
+from perturbations import PERTURBATION_NAMES, PROTOCOL_VERSION, SEVERITIES, Trajectory, make_trajectory, render_sequence
 from stabbench import fileio
 from stabbench.errors import DataError, OutputConflictError
-from stabbench.synth.manifest import check_record, member_path
+from stabbench.synth.manifest import (  # noqa: F401 - the format constants are re-exported
+    COMPACT_FORMAT,
+    MATERIALIZED_FORMAT,
+    SET_FORMAT,
+    SET_FORMAT_VERSIONS,
+    check_record,
+    member_path,
+)
 from stabbench.synth.plan import SequencePlan, plan_sequences
 
-SET_FORMAT = "stabbench-synthetic-set"
-#: 1: materialized (every frame and mask a PNG); 2: compact (sources + trajectories, rendered on demand).
-MATERIALIZED_FORMAT, COMPACT_FORMAT = 1, 2
-SET_FORMAT_VERSIONS = (MATERIALIZED_FORMAT, COMPACT_FORMAT)
 SOURCES_DIR = "sources"
 RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.json"
@@ -268,6 +271,9 @@ def write_sequence(out: Path, plan: SequencePlan, sample, source_info: dict, con
     trajectory = make_trajectory(
         plan.perturbation, plan.severity, rng, height, width, config.num_frames, focus=label_focus(sample.label)
     )
+    # Render from exactly what the record stores (affines rounded to 12 decimals, JSON floats),
+    # as the reader will: the checksums are then those of the reader's frames by construction.
+    trajectory = Trajectory.from_dict(json.loads(json.dumps(trajectory.to_dict())))
     render_state = generator_state(rng)
     folder = sequence_dir(out, plan.index)
     folder.mkdir(exist_ok=True)

@@ -184,7 +184,7 @@ def test_leaderboard_row(work: Path, shapes_set: Path, oracle: Path) -> None:
     assert json.loads(row["preprocess"]) == results_of(oracle)["model"]["preprocess"]
     assert row["stabbench_version"] == stabbench.__version__
     assert row["seed"] == "0" and row["dataset"] == "shapes" and row["protocol"] == "paper"
-    assert row["set_sha256"] == sha256(shapes_set / "manifest.json") and row["protocol_version"] == "v1"
+    assert row["set_sha256"] == sha256(shapes_set / "manifest.json") and row["protocol_version"] == "v2"
     assert row["date"] == EPOCH_DATE
     assert [float(row[k]) for k in HEADLINE] == [100.0] * 3 and row["sequences"] == "6"
 

@@ -199,7 +199,7 @@ def test_info_json_and_table(complete_set: Path) -> None:
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["sequences"] == 6 and summary["sources"] == 1 and summary["frames"] == 12
-    assert summary["protocol_version"] == "v1" and summary["config"]["seed"] == 5
+    assert summary["protocol_version"] == "v2" and summary["config"]["seed"] == 5
     assert summary["classes"] == ["background", "blob", "polygon"]
     assert sum(sum(row.values()) for row in summary["counts"].values()) == 6
     manifest = json.loads((complete_set / "manifest.json").read_text())

@@ -25,7 +25,7 @@ def test_registry_contents() -> None:
     for names in P.TAGS.values():
         assert set(names) <= set(P.PERTURBATION_NAMES)
     assert P.SEVERITIES == (1, 2, 3, 4, 5, 6)
-    assert P.PROTOCOL_VERSION == "v1"
+    assert P.PROTOCOL_VERSION == "v2"
     for name in NAMES:
         assert P.check_name(name) == name
 

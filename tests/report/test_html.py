@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import stabbench
 from stabbench.errors import DataError
 from stabbench.report.html import CSS, JS, interval_svg, render_page
 from stabbench.report.sources import read_inputs
@@ -75,7 +76,7 @@ def test_page_is_self_contained_and_deterministic(result_copy: Path) -> None:
     assert sources and all(s.startswith(("data:image/gif;base64,", "data:image/png;base64,")) for s in sources)
     assert not re.search(r"https?://|url\(|@import", page.replace("http-equiv", ""))
     assert {t for t, _ in tags} >= {"table", "img", "script", "style"} and "link" not in {t for t, _ in tags}
-    assert 'content="stabbench 0.1.0"' in page
+    assert f'content="stabbench {stabbench.__version__}"' in page
     # every input is recorded with its sha256
     assert sha256(result_copy / "results.json") in page and sha256(result_copy / "visuals" / "visuals.json") in page
 

@@ -27,7 +27,7 @@ def test_reader_api_and_contents_match_the_protocol(tmp_path: Path) -> None:
     config = api_config(listing, num_frames=5, seed=9)
     synthesize(listing, config, out)
     ds = open_set(out)
-    assert repr(ds).startswith("SyntheticSet(") and ds.seed == 9 and ds.protocol_version == "v1"
+    assert repr(ds).startswith("SyntheticSet(") and ds.seed == 9 and ds.protocol_version == "v2"
     assert ds.classes == ("background", "blob", "polygon")
     samples = [ref.load() for ref in listing.sources]
     plans = plan_sequences(2, "paper", 9)
