@@ -43,6 +43,11 @@ def warp_label(label: np.ndarray, affine: np.ndarray, ignore_label: int = IGNORE
     return warp_pair(None, label, affine, ignore_label)[1]
 
 
+#: Frame rows warped at a time: every temporary of a band stays in a core's cache (and small
+#: enough to be reused by the allocator instead of fresh zeroed pages for every frame).
+WARP_BAND_ROWS = 24
+
+
 def warp_pair(
     image: np.ndarray | None,
     label: np.ndarray | None,
@@ -53,15 +58,21 @@ def warp_pair(
     """``(frame, mask)``: the image (bilinear) and the label (nearest) under one ``affine``,
     sharing its source coordinates and coverage (see :mod:`perturbations.warp`). Either input
     may be ``None`` (its output is then ``None``); ``source`` is ``PackedSource(image)``, if at hand.
+    Computed a band of rows at a time (the bytes do not depend on the band size: tested).
     """
     height, width = (label.shape if label is not None else image.shape[:2])
-    ux, uy = source_coordinates(affine, height, width)
-    covered = covered_by(ux, uy, height, width)
-    frame = mask = None
-    if image is not None:
-        frame = unpack_rgb((PackedSource(image) if source is None else source).sample(ux, uy, covered))
-    if label is not None:
-        mask = nearest_labels(label, ux, uy, covered, ignore_label)
+    if image is not None and source is None:
+        source = PackedSource(image)
+    frame = np.empty((height, width, 3), np.uint8) if image is not None else None
+    mask = np.empty((height, width), np.uint8) if label is not None else None
+    for r0 in range(0, height, WARP_BAND_ROWS):
+        r1 = min(r0 + WARP_BAND_ROWS, height)
+        ux, uy = source_coordinates(affine, height, width, (r0, r1))
+        covered = covered_by(ux, uy, height, width)
+        if frame is not None:
+            unpack_rgb(source.sample(ux, uy, covered), out=frame[r0:r1])
+        if mask is not None:
+            mask[r0:r1] = nearest_labels(label, ux, uy, covered, ignore_label)
     return frame, mask
 
 

@@ -78,16 +78,18 @@ def fixed_point_inverse(affine: np.ndarray, height: int, width: int) -> tuple[tu
 
 
 def source_coordinates(
-    affine: np.ndarray, height: int, width: int
+    affine: np.ndarray, height: int, width: int, rows: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(ux, uy)``: the source point of every frame pixel in units of 1/256 pixel (int64).
 
-    Shapes broadcast to ``(H, W)``: ``(1, W)`` and ``(H, 1)`` when the map is separable
-    (no rotation or shear), else both ``(H, W)``.
+    ``rows = (r0, r1)``: only frame rows ``r0 .. r1-1`` (default all). Shapes broadcast to
+    ``(R, W)``: ``(1, W)`` and ``(R, 1)`` when the map is separable (no rotation or shear),
+    else both ``(R, W)``.
     """
     (a, b, c), (d, e, f) = fixed_point_inverse(affine, height, width)
+    r0, r1 = rows if rows is not None else (0, height)
     x = np.arange(width, dtype=np.int64)[None, :]
-    y = np.arange(height, dtype=np.int64)[:, None]
+    y = np.arange(r0, r1, dtype=np.int64)[:, None]
     round_half = 1 << (_SHIFT - 1)
     if b == 0 and d == 0:
         return (a * x + (c + round_half)) >> _SHIFT, (e * y + (f + round_half)) >> _SHIFT
@@ -96,6 +98,12 @@ def source_coordinates(
     ux >>= _SHIFT
     uy >>= _SHIFT
     return ux, uy
+
+
+def is_separable(affine: np.ndarray, height: int, width: int) -> bool:
+    """Whether ``ux`` depends on the column only and ``uy`` on the row only (no rotation, shear)."""
+    (_, b, _), (d, _, _) = fixed_point_inverse(affine, height, width)
+    return b == 0 and d == 0
 
 
 def covered_by(ux: np.ndarray, uy: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -122,10 +130,13 @@ def pack_rgb(image: np.ndarray) -> np.ndarray:
     return packed
 
 
-def unpack_rgb(packed: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`pack_rgb` (lanes must hold values 0..255)."""
+def unpack_rgb(packed: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of :func:`pack_rgb` (lanes must hold values 0..255), into ``out`` if given."""
     lanes = np.ascontiguousarray(packed, dtype="<i8").view("<u2").reshape(*packed.shape, 4)
-    return lanes[..., :3].astype(np.uint8)
+    if out is None:
+        return lanes[..., :3].astype(np.uint8)
+    np.copyto(out, lanes[..., :3], casting="unsafe")
+    return out
 
 
 class PackedSource:
@@ -149,28 +160,42 @@ class PackedSource:
 
     def sample(self, ux: np.ndarray, uy: np.ndarray, covered: np.ndarray) -> np.ndarray:
         """Bilinear samples (step 5) at ``(ux, uy)``, 0 where not ``covered``: packed, ``(H, W)``."""
-        fx, fy = ux & (_ONE - 1), uy & (_ONE - 1)
-        if ux.shape[0] == 1 and uy.shape[1] == 1:  # separable: rows, then columns, by slicing and take
-            x0 = np.clip(ux[0] >> SUBPIXEL_BITS, 0, self.width - 1)
-            y0 = np.clip(uy[:, 0] >> SUBPIXEL_BITS, 0, self.height - 1)
-            rows0, rows1 = self.grid.take(y0, axis=0), self.grid.take(y0 + 1, axis=0)
-            top = _lerp(rows0.take(x0, axis=1), rows0.take(x0 + 1, axis=1), fx)  # take: C-ordered results
-            bottom = _lerp(rows1.take(x0, axis=1), rows1.take(x0 + 1, axis=1), fx)
-            return np.where(covered, _lerp(top, bottom, fy), 0)
+        if ux.shape[0] == 1 and uy.shape[1] == 1:
+            return np.where(covered, self._sample_separable(ux[0], uy[:, 0]), 0)
+        fx = ux & (_ONE - 1)
         index = uy >> SUBPIXEL_BITS
         index *= self.stride
         index += ux >> SUBPIXEL_BITS
         index = np.where(covered, index, self.zero)  # uncovered: all four neighbours are zero pixels
         flat, stride = self.flat, self.stride
-        top = _lerp(flat.take(index), flat[1:].take(index), fx)
-        bottom = _lerp(flat[stride:].take(index), flat[stride + 1 :].take(index), fx)
-        return _lerp(top, bottom, fy)
+        gx = _ONE - fx
+        top = _lerp(flat.take(index), flat[1:].take(index), fx, gx)
+        bottom = _lerp(flat[stride:].take(index), flat[stride + 1 :].take(index), fx, gx)
+        fy = uy & (_ONE - 1)
+        return _lerp(top, bottom, fy, _ONE - fy)
+
+    def _sample_separable(self, ux: np.ndarray, uy: np.ndarray) -> np.ndarray:
+        """:meth:`sample` where ``ux`` ``(W,)`` depends on the column only and ``uy`` ``(H,)`` on
+        the row only (translation, scaling), not masked. Every source row the frame needs is
+        interpolated horizontally once (a row serves as the top neighbour of one frame row and
+        the bottom of another: the same value either way), then rows are blended."""
+        x0 = np.clip(ux >> SUBPIXEL_BITS, 0, self.width - 1)
+        y0 = np.clip(uy >> SUBPIXEL_BITS, 0, self.height - 1)
+        fx, fy = ux & (_ONE - 1), (uy & (_ONE - 1))[:, None]
+        first, last = int(y0.min()), int(y0.max()) + 2  # rows first .. last-1 of the padded grid
+        rows = self.grid[first:last]
+        horizontal = _lerp(rows.take(x0, axis=1), rows.take(x0 + 1, axis=1), fx, _ONE - fx)
+        top = horizontal.take(y0 - first, axis=0)
+        bottom = horizontal.take(y0 + 1 - first, axis=0)
+        return _lerp(top, bottom, fy, _ONE - fy)
 
 
-def _lerp(low: np.ndarray, high: np.ndarray, frac: np.ndarray) -> np.ndarray:
-    """``(low * (256 - frac) + high * frac + 128) >> 8`` in each lane of packed pixels."""
-    out = low * (_ONE - frac)
-    out += high * frac
+def _lerp(low: np.ndarray, high: np.ndarray, frac: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """``(low * rest + high * frac + 128) >> 8`` in each lane of packed pixels (``rest = 256 - frac``);
+    ``low`` and ``high`` are scratch (overwritten when they have the result's shape)."""
+    out = np.multiply(low, rest, out=low if low.shape == np.broadcast_shapes(low.shape, rest.shape) else None)
+    high = np.multiply(high, frac, out=high if high.shape == out.shape else None)
+    out += high
     out += _LANE_ROUND
     out >>= SUBPIXEL_BITS
     out &= _LANE_MASK
@@ -178,14 +203,14 @@ def _lerp(low: np.ndarray, high: np.ndarray, frac: np.ndarray) -> np.ndarray:
 
 
 def nearest_labels(label: np.ndarray, ux: np.ndarray, uy: np.ndarray, covered: np.ndarray, ignore_label: int) -> np.ndarray:
-    """Nearest-neighbour labels (step 6) at ``(ux, uy)``, ``ignore_label`` where not ``covered``: ``(H, W)`` uint8."""
+    """Nearest-neighbour labels (step 6) at ``(ux, uy)``, ``ignore_label`` where not ``covered``: ``(R, W)`` uint8."""
     height, width = label.shape
     nx = (ux + _HALF) >> SUBPIXEL_BITS
     ny = (uy + _HALF) >> SUBPIXEL_BITS
     if nx.shape[0] == 1 and ny.shape[1] == 1:  # separable
         values = label.take(np.clip(ny[:, 0], 0, height - 1), axis=0).take(np.clip(nx[0], 0, width - 1), axis=1)
         return np.where(covered, values, np.uint8(ignore_label)).astype(np.uint8, copy=False)
-    padded = np.append(label.ravel(), np.uint8(ignore_label))
     index = ny * width
     index += nx
-    return padded.take(np.where(covered, index, height * width))
+    np.clip(index, 0, height * width - 1, out=index)
+    return np.where(covered, label.ravel().take(index), np.uint8(ignore_label))

@@ -184,3 +184,21 @@ def test_noise_tables_are_pinned() -> None:
 
 
 NOISE_TABLES_SHA256 = "ee59f7a56630a9942e9975a0110b746375898eb57cf9bc5f36818975e2b79cf3"
+
+
+@pytest.mark.parametrize("kind", ["scaling", "rotation"])
+def test_band_size_does_not_change_the_bytes(kind: str, monkeypatch) -> None:
+    import perturbations.render as render
+
+    rng = np.random.default_rng(11)
+    height, width = 50, 33
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    label = rng.integers(0, 4, (height, width), dtype=np.uint8)
+    affine = random_affine(rng, height, width, kind)
+    outputs = []
+    for rows in (1, 7, 24, 1000):
+        monkeypatch.setattr(render, "WARP_BAND_ROWS", rows)
+        outputs.append(warp_pair(image, label, affine))
+    for frame, mask in outputs[1:]:
+        np.testing.assert_array_equal(frame, outputs[0][0])
+        np.testing.assert_array_equal(mask, outputs[0][1])
