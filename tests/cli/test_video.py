@@ -131,6 +131,22 @@ def tiny_video(tmp_path_factory) -> Path:
     return root
 
 
+def test_symlinked_folders_of_frames_and_annotations_are_followed(tiny_video: Path, tmp_path: Path) -> None:
+    """A dataset symlinked into place: the video folders as links, the masks linked file by file."""
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip").symlink_to(tiny_video / "frames" / "clip", target_is_directory=True)
+    (tmp_path / "ann" / "clip").mkdir(parents=True)
+    for mask in sorted((tiny_video / "ann" / "clip").iterdir()):
+        (tmp_path / "ann" / "clip" / mask.name).symlink_to(mask)
+    common = ["video", "-q", "--model", f"predictions:{tiny_video / 'pred'}", "--flow-cache", tmp_path / "cache",
+              "--bootstrap", "200", "--boundary-width", "3", "--no-leaderboard"]
+    ok(cli(*common, "--videos", tmp_path / "videos", "--annotations", tmp_path / "ann", "--out", tmp_path / "linked"))
+    ok(cli(*common, "--videos", tiny_video / "frames", "--annotations", tiny_video / "ann", "--out", tmp_path / "real"))
+    linked, real = results_of(tmp_path / "linked"), results_of(tmp_path / "real")
+    assert linked["set"]["videos"] == real["set"]["videos"] and list(linked["set"]["videos"]) == ["clip"]
+    assert linked["overall"] == real["overall"] and linked["set"]["sha256"] == real["set"]["sha256"]
+
+
 def test_models_compared_one_call_at_a_time(tiny_video: Path, tmp_path: Path) -> None:
     """Each call adds its model's row; the reference's row, identical, is there once."""
     lb = tmp_path / "lb.csv"
