@@ -25,8 +25,8 @@ be a link, e.g. to a dataset's sequence). The annotations of ``stabbench video
 file) follow every link.
 
 Identity: ``model_sha256`` is :func:`predictions_digest`, a sha256 over every mask file of
-``DIR`` (relative path and content), so the same predictions are recognised on the
-leaderboard whatever the folder is called.
+``DIR`` (relative path and content); the fingerprint adds the ``map``, so the same predictions
+are recognised on the leaderboard whatever the folder is called.
 """
 
 from __future__ import annotations
