@@ -15,6 +15,10 @@ import click
 
 from stabbench.conventions import BAND_WIDTH
 
+#: What the leaderboard line on stderr says of a row (:func:`~stabbench.report.leaderboard.upsert_rows`).
+ROW_OUTCOMES = {"added": "row added", "replaced": "row replaced",
+                "unchanged": "an identical row is already there: left as it is"}
+
 
 def reports_errors(command):
     """The error edge: every failure becomes one line on stderr and a documented exit code.

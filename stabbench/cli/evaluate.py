@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from stabbench.cli.common import (
+    ROW_OUTCOMES,
     allow_pickle_option,
     boundary_width_option,
     console,
@@ -26,7 +27,8 @@ leaderboard_options = [
     click.option("--leaderboard", default="leaderboard.csv", show_default=True, type=click.Path(dir_okay=False, path_type=str),
                  help="Leaderboard CSV to add the result to."),
     click.option("--no-leaderboard", is_flag=True, help="Do not touch the leaderboard."),
-    click.option("--replace", is_flag=True, help="Replace this model's existing leaderboard row for this set."),
+    click.option("--replace", is_flag=True, help="Replace this model's existing leaderboard row for this set (a row "
+                 "identical to the one there, date aside, is left as it is without it)."),
     click.option("--overwrite", is_flag=True, help="Replace an existing output folder."),
     click.option("--no-plot", is_flag=True, help="Do not write the PNG plot."),
 ]
@@ -45,8 +47,9 @@ def with_leaderboard_options(f):
 @weights_option("State dict to load into the model (an arch:NAME or a factory's nn.Module; torch.load weights_only=True).")
 @click.option("--set", "set_dir", required=True, type=click.Path(path_type=str), help="Synthetic set written by `stabbench synth`.")
 @click.option("--out", "-o", type=click.Path(path_type=str), help="Output folder (default: eval-<name>, see the README).")
-@click.option("--name", help="Name of the result and of its leaderboard row (default: the model id; the same "
-                             "model bytes already on the leaderboard keep their row's name).")
+@click.option("--name", help="Name of the result and of its leaderboard row (default: the model id, with its weights; "
+                             "the same model already on the leaderboard, e.g. its file under another path, keeps its "
+                             "row's name).")
 @with_leaderboard_options
 @boundary_width_option("Width (px) of the band around ground-truth edges for S_boundary.")
 @click.option("--shard", metavar="i/n", help="Evaluate every n-th sequence starting at i (merge with `stabbench merge`).")
@@ -76,9 +79,9 @@ def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, re
     from stabbench.evaluation.distributed import evaluate_across_ranks
     from stabbench.evaluation.parallel import default_workers
     from stabbench.predictors import load_predictor
-    from stabbench.report.leaderboard import recognise, upsert_row
+    from stabbench.report.leaderboard import recognise, refuse_conflicts, upsert_row
     from stabbench.report.predictions import PredictionWriter
-    from stabbench.report.results import build_results, leaderboard_row, set_info, write_outputs
+    from stabbench.report.results import build_results, leaderboard_row, row_probe, set_info, write_outputs
     from stabbench.synth import open_set
 
     ranks = launched_ranks()  # under torchrun: this rank's exact shard, rank 0 writes
@@ -92,14 +95,13 @@ def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, re
     leader = ranks is None or ranks.leader
     board = None if shard is not None or no_leaderboard or not leader else Path(leaderboard)
     if name is None and board is not None:
-        name = recognise(board, loaded.info.get("sha256") or "", set_meta["sha256"], set_meta["protocol_version"],
-                         boundary_width)
-    info = {**loaded.info, "name": name or loaded.info["id"]}
-    out_dir = Path(out or default_out_name(name or model, shard))
+        name = recognise(board, row_probe(loaded.info, set_meta, boundary_width))
+    info = {**loaded.info, "name": name or loaded.info["name"]}
+    out_dir = Path(out or default_out_name(info["name"], shard))
     if out_dir.exists() and not overwrite:
         raise OutputConflictError(f"{out_dir}: already exists; pass --overwrite to replace it (or --out)")
-    if board is not None and not replace:
-        refuse_existing_row(board, info, set_meta, boundary_width)
+    if board is not None and not replace:  # refused before a long evaluation
+        refuse_conflicts(board, [row_probe(info, set_meta, boundary_width)])
     if workers is None:
         workers = default_workers() if ranks is None else 0  # under torchrun the ranks are the parallelism
 
@@ -129,8 +131,8 @@ def eval_cmd(model, weights, set_dir, out, name, leaderboard, no_leaderboard, re
         raise
     print_results(results)
     if board is not None:
-        upsert_row(board, leaderboard_row(results), replace=replace)
-        click.echo(f"results: {out_dir}/  leaderboard: {board}", err=True)
+        outcome = upsert_row(board, leaderboard_row(results), replace=replace)
+        click.echo(f"results: {out_dir}/  leaderboard: {board} ({ROW_OUTCOMES[outcome]})", err=True)
 
 
 @click.command()
@@ -142,20 +144,20 @@ def merge(shards, out, leaderboard, no_leaderboard, replace, overwrite, no_plot)
     """Merge the results of `stabbench eval --shard i/n` runs (exactly the single-run numbers)."""
     from stabbench.errors import OutputConflictError
     from stabbench.evaluation import merge_shards
-    from stabbench.report.leaderboard import upsert_row
-    from stabbench.report.results import build_results, leaderboard_row, load_results, write_outputs
+    from stabbench.report.leaderboard import refuse_conflicts, upsert_row
+    from stabbench.report.results import build_results, leaderboard_row, load_results, row_probe, write_outputs
 
     state, first = merge_shards([(str(path), load_results(Path(path))) for path in shards])
     if Path(out).exists() and not overwrite:
         raise OutputConflictError(f"{out}: already exists; pass --overwrite to replace it")
     if not no_leaderboard and not replace:  # refused before anything is written, as eval does
-        model_info = {**first["model"], "name": first["model"].get("name") or first["model"]["id"]}
-        refuse_existing_row(Path(leaderboard), model_info, first["set"], first["settings"]["boundary_width"])
+        refuse_conflicts(Path(leaderboard), [row_probe(first["model"], first["set"], first["settings"]["boundary_width"])])
     results = build_results(state, first["model"], first["set"], first["settings"]["boundary_width"], (0, 1))
     write_outputs(Path(out), results, overwrite=overwrite, plot=not no_plot)
     print_results(results)
     if not no_leaderboard:
-        upsert_row(Path(leaderboard), leaderboard_row(results), replace=replace)
+        outcome = upsert_row(Path(leaderboard), leaderboard_row(results), replace=replace)
+        click.echo(f"results: {out}/  leaderboard: {leaderboard} ({ROW_OUTCOMES[outcome]})", err=True)
 
 
 def start_saving_predictions(out_dir: Path, ranks) -> Path:
@@ -205,20 +207,6 @@ def default_out_name(model: str, shard: str | None) -> str:
     text = "-".join(parts[-2:]) if len(parts) > 1 else model
     name = re.sub(r"[^A-Za-z0-9._=-]+", "_", text)
     return f"eval-{name}" + (f"-shard{shard.replace('/', 'of')}" if shard else "")
-
-
-def refuse_existing_row(board: Path, model_info: dict, set_meta: dict, boundary_width: int) -> None:
-    """A row of this name, set, protocol and band is refused *before* a long evaluation."""
-    from stabbench.errors import OutputConflictError
-    from stabbench.report.leaderboard import has_row
-
-    probe = {"model": model_info["name"], "set_sha256": set_meta["sha256"],
-             "protocol_version": set_meta["protocol_version"], "boundary_width": boundary_width}
-    if has_row(board, probe):
-        raise OutputConflictError(
-            f"{board}: already has a row for model {probe['model']} on this set "
-            f"(protocol {probe['protocol_version']}); pass --replace to replace it"
-        )
 
 
 def print_results(results: dict) -> None:

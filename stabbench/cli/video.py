@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from stabbench.cli.common import (
+    ROW_OUTCOMES,
     allow_pickle_option,
     boundary_width_option,
     console,
@@ -44,7 +45,8 @@ from stabbench.cli.common import (
 @click.option("--leaderboard", default="leaderboard.csv", show_default=True, type=click.Path(dir_okay=False, path_type=str),
               help="Leaderboard CSV to add the rows to (marked as real video).")
 @click.option("--no-leaderboard", is_flag=True, help="Do not touch the leaderboard.")
-@click.option("--replace", is_flag=True, help="Replace existing leaderboard rows of these models for this measurement.")
+@click.option("--replace", is_flag=True, help="Replace existing leaderboard rows of these models for this measurement "
+                                            "(rows identical to those there, date aside, are left as they are without it).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @click.option("--visuals", is_flag=True, help="Also write flicker clips: OUT/visuals/<video>/<model>.gif|.mp4 and "
                                               "visuals.json (predicted outline, flicker red, the reference's band shaded).")
@@ -73,16 +75,16 @@ def video_cmd(models, videos, annotations, reference_model, out, flow_preset, fl
     from stabbench.predictors import load_predictor
     from stabbench.realvideo import ANNOTATIONS, MotionBoundary, Settings, measure
     from stabbench.realvideo.results import (
-        PROTOCOL_VERSION,
         build_results,
         leaderboard_rows,
         measurement_digest,
+        row_probes,
         settings_dict,
         write_outputs,
     )
     from stabbench.realvideo.run import video_checksum, video_id
     from stabbench.realvideo.visuals import ClipWriter
-    from stabbench.report.leaderboard import has_row, upsert_row
+    from stabbench.report.leaderboard import refuse_conflicts, upsert_rows
 
     if (annotations is None) == (reference_model is None):
         raise UsageError("give the reference: --annotations DIR or --reference MODEL (exactly one)")
@@ -94,23 +96,19 @@ def video_cmd(models, videos, annotations, reference_model, out, flow_preset, fl
     refs = list(dict.fromkeys(models + ((reference_model,) if reference_model else ())))
     loaded = {ref: load_predictor(ref, overrides=overrides, spec_file=preprocess_json, allow_pickle=allow_pickle,
                                   device=device, batch_size=batch_size) for ref in refs}
-    names = {ref: loaded[ref].info["id"] for ref in refs}
+    names = {ref: loaded[ref].info["name"] for ref in refs}
     if len(set(names.values())) < len(names) or ANNOTATIONS in names.values():
-        raise UsageError(f"two models have the same id ({', '.join(names.values())}); compare distinct models")
+        raise UsageError(f"two models have the same name ({', '.join(names.values())}); compare distinct models")
     by_name = {names[ref]: loaded[ref] for ref in refs}
     reference = _reference(annotations, names.get(reference_model), by_name)
     settings = Settings(FlowParams(flow_preset), None if no_motion_boundary else MotionBoundary(), boundary_width)
     sources = list_videos(videos)
     board = None if no_leaderboard else Path(leaderboard)
-    if board is not None and not replace:  # refused before the long measurement
+    if board is not None and not replace:  # a row known to differ is refused before the long measurement
         digest = measurement_digest({video_id(v): video_checksum(v) for v in sources}, reference,
                                     settings_dict(settings, seed, resamples))
-        for name in [*by_name, *([ANNOTATIONS] if annotations is not None else [])]:
-            probe = {"model": name, "set_sha256": digest, "protocol_version": PROTOCOL_VERSION,
-                     "boundary_width": boundary_width}
-            if has_row(board, probe):
-                raise OutputConflictError(f"{board}: already has a row for model {name} on this measurement; "
-                                          "pass --replace to replace it")
+        refuse_conflicts(board, row_probes({n: m.info for n, m in by_name.items()}, reference, digest, boundary_width,
+                                           seed))
     staging = None if formats is None else start_staging(out_dir)
     try:
         clips = None if staging is None else ClipWriter(staging, reference["name"], boundary_width, formats,
@@ -128,10 +126,10 @@ def video_cmd(models, videos, annotations, reference_model, out, flow_preset, fl
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)  # moved into the output on success
     print_comparison(results)
-    if board is not None:
-        for row in rows:
-            upsert_row(board, row, replace=replace)
-        click.echo(f"results: {out_dir}/  leaderboard: {board}", err=True)
+    if board is not None:  # one update: rows identical to those there (the reference's, say) are left as they are
+        outcomes = upsert_rows(board, rows, replace=replace)
+        told = ", ".join(f"{row['model']}: {ROW_OUTCOMES[o]}" for row, o in zip(rows, outcomes))
+        click.echo(f"results: {out_dir}/  leaderboard: {board} ({told})", err=True)
 
 
 def _visuals_formats(visuals: bool, formats: str, compare: bool) -> tuple[str, ...] | None:

@@ -10,9 +10,14 @@ What :func:`list_videos` accepts (each argument a path):
   (digit runs compare as numbers, so ``f2.png`` < ``f10.png``; zero-padded names sort the
   same either way);
 * a **folder of videos**: any other folder is searched recursively (sorted, hidden entries
-  skipped, symbolic links to folders not followed); every video file found is one video
-  and every folder that directly holds frames is one video (e.g. DAVIS
-  ``JPEGImages/480p`` gives one video per sequence). Other files are ignored.
+  skipped); every video file found is one video and every folder that directly holds frames
+  is one video (e.g. DAVIS ``JPEGImages/480p`` gives one video per sequence). Other files are
+  ignored.
+
+The paths are the user's own (named on the command line), so symbolic links are followed,
+to folders and to frames (a dataset symlinked into place is read as it is); a folder reached
+again through a link (a loop) is not searched twice. A linked folder's video is named by the
+link.
 
 Videos are listed cheaply (nothing is decoded); a video that cannot be decoded or has fewer
 than two frames raises :class:`~stabbench.errors.DataError` (naming the file) when it is
@@ -291,7 +296,14 @@ def _frame_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def _walk(folder: Path) -> list[VideoSource]:
+def _walk(folder: Path, seen: set[str] | None = None) -> list[VideoSource]:
+    """The videos under ``folder``, symbolic links followed; ``seen``: the real paths of the folders
+    already searched (a link back to one of them is skipped, so a loop ends)."""
+    seen = set() if seen is None else seen
+    real = os.path.realpath(folder)
+    if real in seen:
+        return []
+    seen.add(real)
     found: list[VideoSource] = []
     try:
         entries = sorted(os.scandir(folder), key=lambda e: natural_key(e.name))
@@ -304,8 +316,8 @@ def _walk(folder: Path) -> list[VideoSource]:
     for e in entries:
         if e.is_file() and Path(e.name).suffix.lower() in VIDEO_SUFFIXES:
             found.append(VideoFile(e.path))
-        elif e.is_dir(follow_symlinks=False):
-            found.extend(_walk(Path(e.path)))
+        elif e.is_dir():
+            found.extend(_walk(Path(e.path), seen))
     return found
 
 

@@ -20,11 +20,13 @@ sequence (extra); a mask cannot be decoded, is not 8-bit gray or palette, or is 
 of the frames. Loading reads PNG files only (never code, decompression bombs refused) and only
 inside ``DIR``: a sequence id that would leave it (``..``, a path separator) is refused, and
 so is a mask that is a link to a file outside its sequence folder (a sequence folder may itself
-be a link, e.g. to a dataset's sequence).
+be a link, e.g. to a dataset's sequence). The annotations of ``stabbench video
+--annotations`` (``confined=False``: the user's own dataset, which may be symlinked file by
+file) follow every link.
 
 Identity: ``model_sha256`` is :func:`predictions_digest`, a sha256 over every mask file of
-``DIR`` (relative path and content), so the same predictions are recognised on the
-leaderboard whatever the folder is called.
+``DIR`` (relative path and content); the fingerprint adds the ``map``, so the same predictions
+are recognised on the leaderboard whatever the folder is called.
 """
 
 from __future__ import annotations
@@ -108,14 +110,17 @@ class PrecomputedPredictor:
     ``begin_sequence(sequence)``: ``sequence.id`` and ``sequence.num_frames`` (a synthetic
     sequence) and, optionally, ``sequence.frame_names`` (a real video: the frame files' stems;
     default :func:`mask_name` of each index). ``predict(frames)`` returns the masks of the
-    next ``B`` frames, ``(B, H, W)`` uint8, checked against the frames' size.
+    next ``B`` frames, ``(B, H, W)`` uint8, checked against the frames' size. ``confined``:
+    refuse a mask that links out of its sequence folder (masks from elsewhere); ``False`` for
+    the user's own annotations.
     """
 
     max_batch = None
 
-    def __init__(self, root: str | Path, mapping: str = "keep", what: str = "predictions"):
+    def __init__(self, root: str | Path, mapping: str = "keep", what: str = "predictions", confined: bool = True):
         self.root = Path(root)
         self.what = what  # named in errors: "predictions", "annotations"
+        self.confined = confined  # masks linking out of their sequence folder are refused
         if mapping not in MAPS:
             raise UsageError(f"predictions:{root}: map={mapping!r}; choose one of {', '.join(MAPS)}")
         if not self.root.is_dir():
@@ -153,7 +158,7 @@ class PrecomputedPredictor:
             raise DataError(self.root, f"frame {t0 + len(frames) - 1} requested, the sequence has {len(self._paths)}")
         out = np.empty((len(frames), height, width), np.uint8)
         for i, path in enumerate(self._paths[t0 : t0 + len(frames)]):
-            mask = read_mask(path, path.parent)
+            mask = read_mask(path, path.parent if self.confined else None)
             if mask.shape != (height, width):
                 raise DataError(path, f"mask is {mask.shape[1]}x{mask.shape[0]}, the frames are {width}x{height}")
             out[i] = apply_map(mask, self.mapping)

@@ -21,6 +21,15 @@
 ``weights``: a state dict (``torch.load(weights_only=True)``; a checkpoint holding it under
 ``"model"`` or ``"state_dict"`` works too) loaded into the ``nn.Module`` with ``strict=True``.
 
+Identity (:func:`fingerprint`, defined here only): a model is what it computes. Its
+``fingerprint`` is the sha256 of the model file for a bare model file (so a copy under another
+path is the same model), else a sha256 over what each form computes: the module's source and
+the factory's name of a Python entry, a built-in's name, options and file, an architecture's
+name, options and seed, the masks and the map of ``predictions:DIR``; with ``weights``, the
+weights file's sha256 (an architecture's seed then no longer counts). Its default ``name``
+(the leaderboard row, the output folder) is its ``id``, followed by ``+weights=FILE@SHA8`` with
+weights, so two factories, two option sets or two weights files never share a name.
+
 Pre/post-processing (:class:`ModelSpec`) is merged from, later winning: defaults < what the
 model says (static input shape and layout of a file; a built-in's own settings) < the JSON
 file ``<dir>/<stem>.stabbench.json`` beside a model file (or ``spec_file``) < ``overrides``
@@ -30,6 +39,7 @@ file ``<dir>/<stem>.stabbench.json`` beside a model file (or ``spec_file``) < ``
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pickle
 import re
@@ -40,7 +50,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from stabbench.errors import ModelError, UsageError
-from stabbench.fileio import sha256_file
+from stabbench.fileio import sha256_bytes, sha256_file
 from stabbench.predictors.formats import MODEL_SUFFIXES, check_device, load_model_file
 from stabbench.predictors.registry import BUILTINS, make_builtin, split_reference
 from stabbench.predictors.runtimes import ArrayModelPredictor, OnnxPredictor, TflitePredictor, TorchPredictor
@@ -114,6 +124,25 @@ class Source:
     runtime: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     spec_beside: Path | None = None  # the model file whose <stem>.stabbench.json applies
+    identity: dict = field(default_factory=dict)  # what the model computes (:func:`fingerprint`); {} unknown
+
+
+def fingerprint(source: Source) -> str | None:
+    """The sha256 identifying what ``source`` computes (module docstring); ``None`` when unknown
+    (a Python entry whose module has no source file)."""
+    if not source.identity or any(v is None for k, v in source.identity.items() if k in ("file", "source")):
+        return None
+    if set(source.identity) == {"file"}:
+        return source.identity["file"]  # a bare model file: its bytes, wherever it lies
+    return sha256_bytes(json.dumps(source.identity, sort_keys=True).encode())
+
+
+def default_name(source: Source) -> str:
+    """The name of a model when ``--name`` gives none: its id, and its weights file (name and
+    the first 8 hex digits of its sha256) when it has some."""
+    if "weights_sha256" not in source.extra:
+        return source.model_id
+    return f"{source.model_id}+weights={Path(source.extra['weights']).name}@{source.extra['weights_sha256'][:8]}"
 
 
 def _coerce(value: str) -> Any:
@@ -142,8 +171,9 @@ def _arch(ref: ModelRef, num_classes: int | None, seed: int) -> Source:
     except (TypeError, ValueError) as exc:
         raise ModelError(f"--model {ref.text}: bad option ({exc}); architectures: {', '.join(MODEL_NAMES)}") from None
     model_id = "arch:" + ",".join([ref.name] + [f"{k}={v}" for k, v in sorted({**params, "num_classes": classes}.items())])
-    return Source(module, "arch", model_id, {**ARCH_SPEC, "num_classes": int(classes)},
-                  extra={"arch": {"name": ref.name, "params": {**params, "num_classes": int(classes)}, "seed": seed}})
+    record = {"name": ref.name, "params": {**params, "num_classes": int(classes)}, "seed": seed}
+    return Source(module, "arch", model_id, {**ARCH_SPEC, "num_classes": int(classes)}, extra={"arch": record},
+                  identity={"arch": record["name"], "params": record["params"], "seed": seed})
 
 
 def _predictions(ref: ModelRef) -> Source:
@@ -158,8 +188,9 @@ def _predictions(ref: ModelRef) -> Source:
     mapping = params.get("map", "keep")
     predictor = PrecomputedPredictor(ref.name, mapping)
     model_id = f"{PREDICTIONS_PREFIX}{'/'.join(Path(ref.name).resolve().parts[-2:])},map={mapping}"
-    return Source(predictor, "predictions", model_id, path=Path(ref.name), sha256=predictions_digest(ref.name),
-                  extra={"predictions": {"map": mapping}})
+    digest = predictions_digest(ref.name)
+    return Source(predictor, "predictions", model_id, path=Path(ref.name), sha256=digest,
+                  extra={"predictions": {"map": mapping}}, identity={"predictions": digest, "map": mapping})
 
 
 def load_entry(entry: str) -> tuple[Any, Path | None]:
@@ -207,19 +238,23 @@ def resolve(ref: ModelRef, *, allow_pickle: bool = False, device: str = "cpu", n
     if ref.kind == "builtin":
         built = make_builtin(ref.text[len("builtin:"):], device=device)
         return Source(built.predictor, "builtin", built.id, dict(built.spec), built.path, built.sha256,
-                      built.static_batch, dict(built.runtime), {"builtin": {"name": built.name, "params": built.params}})
+                      built.static_batch, dict(built.runtime), {"builtin": {"name": built.name, "params": built.params}},
+                      identity={"builtin": built.name, "params": built.params, "builtin_file": built.sha256})
     if ref.kind == "arch":
         return _arch(ref, num_classes, seed)
     if ref.kind == "predictions":
         return _predictions(ref)
     if ref.kind == "file":
         loaded = load_model_file(ref.path, allow_pickle=allow_pickle, device=device)
-        return Source(loaded.obj, loaded.format, ref.text, dict(loaded.spec_layer), ref.path, sha256_file(ref.path),
-                      loaded.static_batch, dict(loaded.runtime), spec_beside=ref.path)
+        digest = sha256_file(ref.path)
+        return Source(loaded.obj, loaded.format, ref.text, dict(loaded.spec_layer), ref.path, digest,
+                      loaded.static_batch, dict(loaded.runtime), spec_beside=ref.path, identity={"file": digest})
     obj, source = load_entry(ref.text)
     has_file = source is not None and source.is_file()
     fmt = "python-module" if _is_module(obj) else "python"
-    return Source(obj, fmt, ref.text, path=source if has_file else None, sha256=sha256_file(source) if has_file else None)
+    digest = sha256_file(source) if has_file else None
+    return Source(obj, fmt, ref.text, path=source if has_file else None, sha256=digest,
+                  identity={"source": digest, "factory": ref.text.partition(":")[2]})
 
 
 # ----------------------------------------------------------------------------- weights
@@ -263,6 +298,8 @@ def _apply_weights(source: Source, weights: str | Path | None) -> None:
     load_weights(source.obj, Path(weights))
     source.extra["weights"] = str(weights)
     source.extra["weights_sha256"] = sha256_file(weights)
+    source.identity = {k: v for k, v in source.identity.items() if k != "seed"}  # every parameter is loaded
+    source.identity["weights"] = source.extra["weights_sha256"]
 
 
 def _spec_layers(source: Source, spec_file: str | Path | None, overrides: Mapping[str, Any] | None):
@@ -331,7 +368,7 @@ def load_predictor(
     ``batch_size``: at most this many frames per model call. ``num_classes``: the classes of
     an ``arch:`` model that does not name them (the set's).
 
-    ``info``: ``id``, ``format`` (torchscript, torch-export, torch-pickle, onnx, tflite, python,
+    ``info``: ``id``, ``name`` (:func:`default_name`), ``fingerprint`` (:func:`fingerprint`), ``format`` (torchscript, torch-export, torch-pickle, onnx, tflite, python,
     python-module, arch, builtin, predictions), ``path``, ``sha256`` (of the model file; of the module source
     for a Python entry; over the mask files for ``predictions:DIR``; ``None`` for pure built-ins), ``preprocess``, ``preprocess_sources``
     (field -> default | model | file path | cli), ``preprocess_file``, ``input_processing``
@@ -359,6 +396,8 @@ def load_predictor(
                       UserWarning, stacklevel=2)
     info = {
         "id": source.model_id,
+        "name": default_name(source),
+        "fingerprint": fingerprint(source),
         "format": source.format,
         "path": None if source.path is None else str(source.path),
         "sha256": source.sha256,
@@ -400,13 +439,16 @@ def _imported_tflite(ref: ModelRef) -> Source:
         name, params = parse_builtin(ref.text[len("builtin:"):])
         module, layer, path = mediapipe_trainable(params["variant"])
         model_id = "builtin:" + ",".join([name] + [f"{k}={v}" for k, v in sorted(params.items())])
-        return Source(module, "tflite-import", model_id, layer, path, sha256_file(path),
-                      extra={"builtin": {"name": name, "params": params}, **_import_record(module)})
+        digest = sha256_file(path)
+        return Source(module, "tflite-import", model_id, layer, path, digest,
+                      extra={"builtin": {"name": name, "params": params}, **_import_record(module)},
+                      identity={"builtin": name, "params": params, "builtin_file": digest, "head": module.head})
     from stabbench.models.tflite import import_tflite
 
     module = import_tflite(ref.path, head="binary_logits")
-    return Source(module, "tflite-import", ref.text, module.spec_layer(), ref.path, sha256_file(ref.path),
-                  spec_beside=ref.path, extra=_import_record(module))
+    digest = sha256_file(ref.path)
+    return Source(module, "tflite-import", ref.text, module.spec_layer(), ref.path, digest,
+                  spec_beside=ref.path, extra=_import_record(module), identity={"file": digest, "head": module.head})
 
 
 def _import_record(module) -> dict:
@@ -452,10 +494,10 @@ def load_trainable(model: str, num_classes: int, *, weights: str | Path | None =
     from stabbench.models import count_parameters
 
     info = {"id": source.model_id, "kind": source.format, "path": None if source.path is None else str(source.path),
-            "sha256": source.sha256, "preprocess_file": file_used, "preprocess_sources": sources,
+            "sha256": source.sha256, "fingerprint": fingerprint(source), "preprocess_file": file_used, "preprocess_sources": sources,
             "parameters": count_parameters(source.obj), **source.extra}
     return TrainableModel(source.obj, spec, info)
 
 
-__all__ = ["ENTRY_RE", "LoadedModel", "ModelRef", "TrainableModel", "load_entry", "load_predictor", "load_trainable",
-           "load_weights", "parse_model_ref", "resolve"]
+__all__ = ["ENTRY_RE", "LoadedModel", "ModelRef", "TrainableModel", "default_name", "fingerprint", "load_entry",
+           "load_predictor", "load_trainable", "load_weights", "parse_model_ref", "resolve"]

@@ -32,6 +32,7 @@ from stabbench.report.results import (
     REAL_VIDEO,
     RESULTS_FORMAT,
     RESULTS_FORMAT_VERSION,
+    model_columns,
     publish_folder,
     rows_to_csv,
     run_date,
@@ -152,24 +153,32 @@ def write_outputs(out: Path, results: dict, overwrite: bool = False, visuals: Pa
     publish_folder(out, fill, overwrite)
 
 
-def _model_sha256(results: dict, name: str) -> str:
-    """The model's file checksum; for the annotations, the digest of their masks."""
-    if name in results["model"]:
-        return results["model"][name].get("sha256") or ""
-    return results["reference"].get("sha256") or ""
+def _model_columns(name: str, models: dict[str, dict], reference: dict) -> dict:
+    """The leaderboard's model columns of ``name``: a model's (:func:`~stabbench.report.results.model_columns`);
+    the annotations' are their name, and the digest of their masks as checksum and fingerprint."""
+    if name in models:
+        return model_columns(models[name])
+    digest = reference.get("sha256") or ""
+    return {"model_id": name, "model_format": "annotations", "model_sha256": digest, "model_fingerprint": digest,
+            "preprocess": json.dumps({})}
+
+
+def row_probes(models: dict[str, dict], reference: dict, digest: str, band_width: int, seed: int) -> list[dict]:
+    """What the leaderboard rows of a comparison hold before it is measured (one per model, the
+    reference's included): key, model columns, seed. ``digest``: :func:`measurement_digest`;
+    ``models``: name -> the loader's info. A row there with other values is refused early."""
+    names = [*models, *([reference["name"]] if reference["name"] not in models else [])]
+    return [{"model": name, **_model_columns(name, models, reference), "set_sha256": digest,
+             "protocol_version": PROTOCOL_VERSION, "seed": seed, "boundary_width": band_width} for name in names]
 
 
 def leaderboard_rows(results: dict) -> list[dict]:
     """One leaderboard row per model (reference included), marked as real video."""
     rows = []
     for row in results["overall"]:
-        info = results["model"].get(row["model"], {})
         rows.append({
             "model": row["model"],
-            "model_id": info.get("id", row["model"]),
-            "model_format": info.get("format", "annotations"),
-            "model_sha256": _model_sha256(results, row["model"]),
-            "preprocess": json.dumps(info.get("preprocess", {}), sort_keys=True),
+            **_model_columns(row["model"], results["model"], results["reference"]),
             "dataset": REAL_VIDEO,
             "set": Path(results["set"]["path"].split(", ")[0]).name,
             "set_sha256": results["set"]["sha256"],
@@ -193,5 +202,5 @@ def leaderboard_rows(results: dict) -> list[dict]:
     return rows
 
 
-__all__ = ["PROTOCOL_VERSION", "build_results", "leaderboard_rows", "measurement_digest", "settings_dict",
-           "write_outputs"]
+__all__ = ["PROTOCOL_VERSION", "build_results", "leaderboard_rows", "measurement_digest", "row_probes",
+           "settings_dict", "write_outputs"]

@@ -219,15 +219,33 @@ def check_results(path: Path, results) -> dict:
     return results
 
 
+def model_columns(model: dict) -> dict:
+    """The leaderboard columns of a model, from ``results.json["model"]`` or the loader's info:
+    ``model_id``, ``model_format``, ``model_sha256``, ``model_fingerprint``, ``preprocess``."""
+    return {
+        "model_id": model["id"],
+        "model_format": model.get("format", ""),
+        "model_sha256": model.get("sha256") or "",
+        "model_fingerprint": model.get("fingerprint") or "",
+        "preprocess": json.dumps(model.get("preprocess", {}), sort_keys=True),
+    }
+
+
+def row_probe(model: dict, dset: dict, boundary_width: int) -> dict:
+    """What the leaderboard row of ``model`` (with its ``name``) on the set ``dset`` holds before
+    the evaluation: its key and the model's columns (a row there with others is refused early,
+    :func:`~stabbench.report.leaderboard.refuse_conflicts`; the same model is recognised by them,
+    :func:`~stabbench.report.leaderboard.recognise`)."""
+    return {"model": model.get("name") or model["id"], **model_columns(model), "set_sha256": dset["sha256"],
+            "protocol_version": dset["protocol_version"], "seed": dset["seed"], "boundary_width": boundary_width}
+
+
 def leaderboard_row(results: dict) -> dict:
     """The leaderboard row of a full (unsharded or merged) result."""
     model, dset, m = results["model"], results["set"], results["metrics"]
     return {
         "model": model.get("name") or model["id"],
-        "model_id": model["id"],
-        "model_format": model.get("format", ""),
-        "model_sha256": model.get("sha256") or "",
-        "preprocess": json.dumps(model.get("preprocess", {}), sort_keys=True),
+        **model_columns(model),
         "dataset": dset["dataset"],
         "set": Path(dset["path"]).name,
         "set_sha256": dset["sha256"],

@@ -189,12 +189,17 @@ def test_leaderboard_row(work: Path, shapes_set: Path, oracle: Path) -> None:
     assert [float(row[k]) for k in HEADLINE] == [100.0] * 3 and row["sequences"] == "6"
 
 
-def test_rerun_refused_unless_replace(work: Path, shapes_set: Path, oracle: Path, tmp_path: Path) -> None:
+def test_rerun_is_a_no_op_another_row_under_the_name_refused_unless_replace(work: Path, shapes_set: Path, oracle: Path,
+                                                                           tmp_path: Path) -> None:
     lb = tmp_path / "lb.csv"
     shutil.copy(work / "lb.csv", lb)
     before = lb.read_bytes()
-    line = fails(evaluate("builtin:oracle", shapes_set, tmp_path / "e1", "--leaderboard", lb), 4)
-    assert str(lb) in line and "--replace" in line
+    # the same model again writes the same row: left as it is (not an error, no second row)
+    result = ok(evaluate("builtin:oracle", shapes_set, tmp_path / "e0", "--no-plot", "--leaderboard", lb))
+    assert "identical row is already there" in result.stderr and lb.read_bytes() == before
+    # another model under the oracle's name: its row would differ, refused before evaluating
+    line = fails(evaluate("builtin:shifted", shapes_set, tmp_path / "e1", "--name", "builtin:oracle", "--leaderboard", lb), 4)
+    assert str(lb) in line and "--replace" in line and "model_id 'builtin:oracle' there" in line
     assert lb.read_bytes() == before
     assert not (tmp_path / "e1").exists()  # refused before evaluating: nothing written
     ok(evaluate("builtin:oracle", shapes_set, tmp_path / "e2", "--no-plot", "--leaderboard", lb, "--replace",
@@ -249,10 +254,13 @@ def test_shards_merge_to_exactly_the_single_run(work: Path, shapes_set: Path, fl
     assert got["metrics"]["gt_rule_removed_fraction"] > 0 and got["metrics"]["boundary_pairs"] == 60
     (row,) = read_csv(lb)
     assert row["model"] == results_of(flicker)["model"]["id"] and row["S_boundary"] == repr(single["metrics"]["S_boundary"])
-    # the same merge again: its row exists, refused before anything is written; --replace then works
-    line = fails(cli("merge", *shards, "--out", tmp_path / "again", "--no-plot", "--leaderboard", lb), 4)
-    assert "already has a row" in line and not (tmp_path / "again").exists()
-    ok(cli("merge", *shards, "--out", tmp_path / "again", "--no-plot", "--leaderboard", lb, "--replace"))
+    # the same merge again writes the same row: left as it is, as eval does; --replace replaces it
+    before = lb.read_bytes()
+    assert "identical row is already there" in ok(cli("merge", *shards, "--out", tmp_path / "again", "--no-plot",
+                                                      "--leaderboard", lb)).stderr
+    assert lb.read_bytes() == before
+    ok(cli("merge", *shards, "--out", tmp_path / "third", "--no-plot", "--leaderboard", lb, "--replace"))
+    assert len(read_csv(lb)) == 1
 
 
 def test_merge_refuses_overlapping_or_incomplete_shards(shapes_set: Path, tmp_path: Path) -> None:

@@ -170,6 +170,84 @@ def test_the_same_bytes_under_a_new_path_are_the_same_model(shapes, tmp_path) ->
     assert len(list(csv.DictReader(open(board)))) == 1
 
 
+ZOO = """
+import numpy as np
+
+
+class Constant:
+    def __init__(self, label):
+        self.label = label
+
+    def predict(self, frames):
+        return np.full(frames.shape[:3], self.label, np.uint8)
+
+
+def small():
+    return Constant(0)
+
+
+def large():
+    return Constant(1)
+"""
+
+
+def test_two_factories_of_one_module_are_two_models(shapes, tmp_path, monkeypatch) -> None:
+    """Default names, folders and rows follow what a model computes, not its module file."""
+    monkeypatch.chdir(tmp_path)  # the entry is found in the current folder; default outputs land here
+    (tmp_path / "issue15_zoo.py").write_text(ZOO)
+    monkeypatch.delitem(sys.modules, "issue15_zoo", raising=False)
+    for factory in ("small", "large"):
+        result = run("eval", "--model", f"issue15_zoo:{factory}", "--set", shapes, "--no-plot", "-q")
+        assert result.exit_code == 0, result.output
+        assert "row added" in result.stderr
+    rows = {r["model"]: r for r in csv.DictReader(open(tmp_path / "leaderboard.csv"))}
+    assert sorted(rows) == ["issue15_zoo:large", "issue15_zoo:small"]
+    small, large = rows["issue15_zoo:small"], rows["issue15_zoo:large"]
+    assert small["model_sha256"] == large["model_sha256"] and small["model_fingerprint"] != large["model_fingerprint"]
+    assert small["S_global"] == large["S_global"] == "100.0"  # a constant is perfectly stable: names, not numbers, differ
+    for factory in ("small", "large"):
+        assert json.loads((tmp_path / f"eval-issue15_zoo_{factory}" / "results.json").read_text())["model"]["name"] == \
+            f"issue15_zoo:{factory}"
+    # the same factory again is the same model: its identical row is left as it is
+    again = run("eval", "--model", "issue15_zoo:small", "--set", shapes, "--out", tmp_path / "again", "--no-plot", "-q")
+    assert again.exit_code == 0 and "identical row is already there" in again.stderr, again.output
+    assert len(list(csv.DictReader(open(tmp_path / "leaderboard.csv")))) == 2
+
+
+def test_arch_weights_are_part_of_the_name_the_same_weights_elsewhere_are_recognised(shapes, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    import torch
+
+    from stabbench.models import build_model
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    state = build_model("tiny_unet", 3, base=4, depth=1).state_dict()  # shapes: 3 classes
+    for run_dir, shift in (("ft-a", 0.0), ("ft-b", 0.5)):
+        (tmp_path / run_dir).mkdir()
+        torch.save({k: v + shift if v.is_floating_point() else v for k, v in state.items()},
+                   tmp_path / run_dir / "state_dict.pt")
+    arch = "arch:tiny_unet,base=4,depth=1"
+    for run_dir in ("ft-a", "ft-b"):
+        result = run("eval", "--model", arch, "--weights", f"{run_dir}/state_dict.pt", "--set", shapes, "--no-plot", "-q")
+        assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "leaderboard.csv")))
+    assert len(rows) == 2 and len({r["model"] for r in rows}) == 2 and len({r["model_fingerprint"] for r in rows}) == 2
+    assert {r["model_id"] for r in rows} == {"arch:tiny_unet,base=4,depth=1,num_classes=3"}
+    assert len(list(tmp_path.glob("eval-arch_tiny_unet*weights=state_dict.pt*"))) == 2
+    # the first weights under another path: the same model, its row's name, an identical row
+    shutil.copytree(tmp_path / "ft-a", tmp_path / "copy")
+    again = run("eval", "--model", arch, "--weights", "copy/state_dict.pt", "--set", shapes, "--out", "again",
+                "--no-plot", "-q")
+    assert again.exit_code == 0 and "identical row is already there" in again.stderr, again.output
+    first = [r for r in rows if r["model_fingerprint"] == json.loads((tmp_path / "again" / "results.json").read_text())[
+        "model"]["fingerprint"]]
+    assert len(first) == 1 and json.loads((tmp_path / "again" / "results.json").read_text())["model"]["name"] == \
+        first[0]["model"]
+    assert len(list(csv.DictReader(open(tmp_path / "leaderboard.csv")))) == 2
+
+
 def test_default_output_names_do_not_collide() -> None:
     assert default_out_name("base/model.pt2", None) != default_out_name("ft/model.pt2", None)
     assert default_out_name("base/model.pt2", None) == "eval-base-model.pt2"

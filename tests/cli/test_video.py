@@ -51,8 +51,12 @@ def test_same_command_same_bytes_and_cache_reused(camel) -> None:
     assert (work / "again" / "results.json").read_bytes() == (work / "out" / "results.json").read_bytes()
     line = fails(cli(*args, "--out", work / "out", "--no-leaderboard"), 4)
     assert "already exists" in line
-    line = fails(cli(*args, "--out", work / "third"), 4)  # same rows on the leaderboard: refused before measuring
-    assert "already has a row for model" in line and not (work / "third").exists()
+    before = (work / "lb.csv").read_bytes()
+    result = ok(cli(*args, "--out", work / "third"))  # the same rows again: left as they are
+    assert result.stderr.count("identical row is already there") == 2 and (work / "lb.csv").read_bytes() == before
+    line = fails(cli(*args, "--out", work / "fourth", "--seed", "1"), 4)  # other rows (their seed): before measuring
+    assert "already has a row for model" in line and "seed '0' there, '1' now" in line
+    assert not (work / "fourth").exists() and (work / "lb.csv").read_bytes() == before
 
 
 def test_gate_refuses_real_video_against_synthetic(camel, small_set: Path, tmp_path: Path) -> None:
@@ -125,6 +129,66 @@ def tiny_video(tmp_path_factory) -> Path:
             (root / folder / "clip").mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).save(root / folder / "clip" / f"{t:05d}.png")
     return root
+
+
+def test_symlinked_folders_of_frames_and_annotations_are_followed(tiny_video: Path, tmp_path: Path) -> None:
+    """A dataset symlinked into place: the video folders as links, the masks linked file by file."""
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip").symlink_to(tiny_video / "frames" / "clip", target_is_directory=True)
+    (tmp_path / "ann" / "clip").mkdir(parents=True)
+    for mask in sorted((tiny_video / "ann" / "clip").iterdir()):
+        (tmp_path / "ann" / "clip" / mask.name).symlink_to(mask)
+    common = ["video", "-q", "--model", f"predictions:{tiny_video / 'pred'}", "--flow-cache", tmp_path / "cache",
+              "--bootstrap", "200", "--boundary-width", "3", "--no-leaderboard"]
+    ok(cli(*common, "--videos", tmp_path / "videos", "--annotations", tmp_path / "ann", "--out", tmp_path / "linked"))
+    ok(cli(*common, "--videos", tiny_video / "frames", "--annotations", tiny_video / "ann", "--out", tmp_path / "real"))
+    linked, real = results_of(tmp_path / "linked"), results_of(tmp_path / "real")
+    assert linked["set"]["videos"] == real["set"]["videos"] and list(linked["set"]["videos"]) == ["clip"]
+    assert linked["overall"] == real["overall"] and linked["set"]["sha256"] == real["set"]["sha256"]
+
+
+def test_models_compared_one_call_at_a_time(tiny_video: Path, tmp_path: Path) -> None:
+    """Each call adds its model's row; the reference's row, identical, is there once."""
+    lb = tmp_path / "lb.csv"
+    common = ["video", "-q", "--videos", tiny_video / "frames", "--annotations", tiny_video / "ann", "--flow-cache",
+              tmp_path / "cache", "--bootstrap", "200", "--boundary-width", "3", "--leaderboard", lb]
+    pred = f"predictions:{tiny_video / 'pred'}"
+    ok(cli(*common, "--model", pred, "--out", tmp_path / "a"))
+    second = ok(cli(*common, "--model", "builtin:constant", "--out", tmp_path / "b"))
+    assert "annotations: an identical row is already there" in second.stderr
+    assert "builtin:constant,class=0: row added" in second.stderr
+    rows = read_csv(lb)
+    (pred_name,) = set(results_of(tmp_path / "a")["metrics"]) - {"annotations"}
+    assert sorted(r["model"] for r in rows) == sorted(["annotations", pred_name, "builtin:constant,class=0"])
+    assert len({r["set_sha256"] for r in rows}) == 1  # one measurement
+    before = lb.read_bytes()
+    # a row with the key of one there but other values is refused: known before measuring ...
+    line = fails(cli(*common, "--model", "builtin:constant,class=1", "--seed", "1", "--out", tmp_path / "c"), 4)
+    assert "model annotations" in line and "seed '0' there, '1' now" in line and not (tmp_path / "c").exists()
+    # ... or known only after measuring (a factory that reads its masks from a file: its code is the same, its
+    # output is not): the results are kept, the leaderboard is not touched
+    (tmp_path / "reads_masks.py").write_text(READS_MASKS)
+    (tmp_path / "masks.txt").write_text(str(tiny_video / "pred"))
+    ok(cli(*common, "--model", "reads_masks:model", "--out", tmp_path / "d"))
+    before = lb.read_bytes()
+    (tmp_path / "masks.txt").write_text(str(tiny_video / "ann"))
+    line = fails(cli(*common, "--model", "reads_masks:model", "--out", tmp_path / "e"), 4)
+    assert "model reads_masks:model" in line and "S_global" in line and "--replace" in line
+    assert lb.read_bytes() == before and (tmp_path / "e" / "results.json").is_file()
+    ok(cli(*common, "--model", "reads_masks:model", "--out", tmp_path / "f", "--replace"))
+    assert len(read_csv(lb)) == 4 and [r["S_global"] for r in read_csv(lb) if r["model"] == "reads_masks:model"] == [
+        "100.0"]
+
+
+READS_MASKS = """
+from pathlib import Path
+
+from stabbench.predictors.precomputed import PrecomputedPredictor
+
+
+def model():
+    return PrecomputedPredictor((Path(__file__).parent / "masks.txt").read_text().strip(), "foreground")
+"""
 
 
 def visuals_args(root: Path, out: Path, *extra) -> list:

@@ -85,6 +85,25 @@ def test_frame_folder_natural_order_and_layouts(tmp_path):
     close_all_readers()
 
 
+def test_symlinked_folders_of_frames_are_followed_and_a_loop_ends(tmp_path):
+    """A dataset symlinked into place (DAVIS ``JPEGImages/480p/<seq>`` as links) lists as the real one;
+    a link back to an ancestor is not searched again."""
+    frames = gray_frames(3, 20, 24)
+    for seq in ("bear", "camel"):
+        (tmp_path / "data" / seq).mkdir(parents=True)
+        for k in range(3):
+            cv2.imwrite(str(tmp_path / "data" / seq / f"{k:05d}.jpg"), frames[k])
+    linked = tmp_path / "linked" / "480p"
+    linked.mkdir(parents=True)
+    (linked / "bear").symlink_to(tmp_path / "data" / "bear", target_is_directory=True)
+    (linked / "kamel").symlink_to(tmp_path / "data" / "camel", target_is_directory=True)  # named by the link
+    (linked / "loop").symlink_to(tmp_path / "linked", target_is_directory=True)
+    videos = list_videos(tmp_path / "linked")
+    assert [(v.path.name, v.num_frames) for v in videos] == [("bear", 3), ("kamel", 3)]
+    assert int(videos[1].read_frame(2)[0, 0, 0]) == 20
+    assert [v.path.name for v in list_videos(linked / "kamel")] == ["kamel"]  # a linked folder named directly
+
+
 def test_sample_pairs_equal_intervals():
     pairs = sample_pairs(301, 30)
     starts = [t for t, _ in pairs]

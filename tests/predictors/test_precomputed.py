@@ -171,3 +171,21 @@ def test_a_mask_linking_out_of_its_folder_is_refused_a_linked_sequence_folder_is
     assert pred.predict(frames)[0].sum() == 16  # frame 0 through the linked sequence folder
     with pytest.raises(DataError, match="00001.png: mask is a link to a file outside its folder"):
         pred.predict(frames)
+
+
+def test_the_users_own_annotations_follow_links_out_of_their_folder(tmp_path: Path) -> None:
+    """``confined=False`` (``stabbench video --annotations``): a dataset linked file by file reads as it is."""
+    (tmp_path / "real" / "clip").mkdir(parents=True)
+    (tmp_path / "linked" / "clip").mkdir(parents=True)
+    for k in range(2):
+        Image.fromarray(np.full((4, 4), k, np.uint8), mode="L").save(tmp_path / "real" / "clip" / f"{k:05d}.png")
+        (tmp_path / "linked" / "clip" / f"{k:05d}.png").symlink_to(tmp_path / "real" / "clip" / f"{k:05d}.png")
+    seq = type("Seq", (), {"id": "clip", "num_frames": 2})()
+    frames = np.zeros((2, 4, 4, 3), np.uint8)
+    own = PrecomputedPredictor(tmp_path / "linked", "foreground", what="annotations", confined=False)
+    own.begin_sequence(seq)
+    assert own.predict(frames)[:, 0, 0].tolist() == [0, 1]
+    stranger = PrecomputedPredictor(tmp_path / "linked")  # predictions from elsewhere stay confined
+    stranger.begin_sequence(seq)
+    with pytest.raises(DataError, match="link to a file outside its folder"):
+        stranger.predict(frames)

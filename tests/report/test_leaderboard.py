@@ -1,4 +1,5 @@
-"""stabbench.report.leaderboard: leaderboard.csv round trip, replace-only-when-asked,
+"""stabbench.report.leaderboard: leaderboard.csv round trip, replace-only-when-asked, an
+identical row is a no-op, rows refused early or together, the same model recognised,
 concurrent appends, a file that is not a leaderboard."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stabbench.errors import DataError, OutputConflictError
-from stabbench.report.leaderboard import COLUMNS, has_row, read_rows, upsert_row
+from stabbench.report.leaderboard import COLUMNS, read_rows, recognise, refuse_conflicts, upsert_row, upsert_rows
 from tests.helpers import make_row
 
 
@@ -28,8 +29,7 @@ def test_same_key_is_refused_then_replaced_when_asked(tmp_path: Path) -> None:
     path = tmp_path / "lb.csv"
     upsert_row(path, make_row("m1", 99.0))
     upsert_row(path, make_row("m2", 98.0))
-    assert has_row(path, make_row("m1"))
-    with pytest.raises(OutputConflictError, match="--replace"):
+    with pytest.raises(OutputConflictError, match=r"model m1 .*S_global '99\.0' there, '97\.0' now.*--replace"):
         upsert_row(path, make_row("m1", 97.0))
     assert [float(r["S_global"]) for r in read_rows(path)] == [99.0, 98.0]
     upsert_row(path, make_row("m1", 97.0), replace=True)
@@ -38,6 +38,53 @@ def test_same_key_is_refused_then_replaced_when_asked(tmp_path: Path) -> None:
     # another set is another row
     upsert_row(path, make_row("m1", 96.0, set_sha="other"))
     assert len(read_rows(path)) == 3
+
+
+def test_an_identical_row_is_a_no_op_whatever_its_date(tmp_path: Path) -> None:
+    path = tmp_path / "lb.csv"
+    assert upsert_row(path, make_row("m1", 99.0)) == "added"
+    before = path.read_bytes()
+    again = {**make_row("m1", 99.0), "date": "2027-01-01T00:00:00+00:00"}
+    assert upsert_row(path, again) == "unchanged"
+    assert path.read_bytes() == before  # not rewritten, no second row, the first date kept
+    assert upsert_row(path, again, replace=True) == "replaced"  # --replace still replaces (the date too)
+    assert [r["date"] for r in read_rows(path)] == ["2027-01-01T00:00:00+00:00"]
+    # a column the first row lacks counts as a difference too
+    with pytest.raises(OutputConflictError, match="model_fingerprint"):
+        upsert_row(path, {**again, "model_fingerprint": "e" * 64})
+
+
+def test_rows_are_written_together_or_not_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "lb.csv"
+    upsert_row(path, make_row("ref", 99.0))
+    assert upsert_rows(path, [make_row("a", 90.0), make_row("ref", 99.0)]) == ["added", "unchanged"]
+    before = path.read_bytes()
+    with pytest.raises(OutputConflictError, match="model ref"):
+        upsert_rows(path, [make_row("b", 80.0), make_row("ref", 98.0)])
+    assert path.read_bytes() == before  # b not added either
+
+
+def test_early_refusal_only_for_columns_known_to_differ(tmp_path: Path) -> None:
+    path = tmp_path / "lb.csv"
+    upsert_row(path, make_row("m1", 99.0))
+    key = {k: make_row("m1")[k] for k in ("model", "set_sha256", "protocol_version", "boundary_width")}
+    refuse_conflicts(path, [{**key, "model_sha256": "f" * 64}])  # may come out identical: passes
+    refuse_conflicts(path, [{**key, "model": "m2", "model_sha256": "0" * 64}])  # another key: passes
+    with pytest.raises(OutputConflictError, match="model_sha256"):
+        refuse_conflicts(path, [{**key, "model_sha256": "0" * 64}])
+
+
+def test_recognise_by_fingerprint_and_preprocessing(tmp_path: Path) -> None:
+    path = tmp_path / "lb.csv"
+    upsert_row(path, {**make_row("first"), "model_fingerprint": "a" * 64})
+    upsert_row(path, {**make_row("old"), "model_sha256": "b" * 64})  # written before fingerprints
+    probe = {k: make_row("x")[k] for k in ("preprocess", "set_sha256", "protocol_version", "boundary_width")}
+    assert recognise(path, {**probe, "model_fingerprint": "a" * 64}) == "first"
+    assert recognise(path, {**probe, "model_fingerprint": "b" * 64}) == "old"
+    assert recognise(path, {**probe, "model_fingerprint": "c" * 64}) is None
+    assert recognise(path, {**probe, "model_fingerprint": ""}) is None
+    assert recognise(path, {**probe, "model_fingerprint": "a" * 64, "preprocess": "{}"}) is None
+    assert recognise(path, {**probe, "model_fingerprint": "a" * 64, "set_sha256": "other"}) is None
 
 
 def _append_many(args) -> None:
