@@ -40,11 +40,14 @@ SYNTHETIC, REAL_VIDEO = "synthetic", "real-video"
 
 
 def set_info(dataset) -> dict:
-    """What identifies a synthetic set: its manifest's sha256 and its settings."""
+    """What identifies a synthetic set: the sha256 of its content (``SyntheticSet.content_sha256``:
+    the manifest without where and with which library versions it was made) and its settings;
+    ``manifest_sha256`` is the file's own checksum (provenance)."""
     manifest = dataset.root / "manifest.json"
     return {
         "path": str(dataset.root),
-        "sha256": sha256_file(manifest),
+        "sha256": dataset.content_sha256,
+        "manifest_sha256": sha256_file(manifest),
         "dataset": dataset.config["dataset"],
         "protocol": dataset.config["protocol"],
         "protocol_version": dataset.protocol_version,

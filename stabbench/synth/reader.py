@@ -15,6 +15,7 @@ pixel ``(x, y)`` of frame ``t`` is in frame ``t+1``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -291,12 +292,32 @@ class SyntheticSet:
         return self.manifest["config"]
 
     @property
+    def content_sha256(self) -> str:
+        """The set's identity (``set_sha256`` of results and leaderboards): :func:`content_sha256` of its manifest."""
+        return content_sha256(self.manifest)
+
+    @property
     def seed(self) -> int:
         return int(self.config["seed"])
 
     def verify(self) -> None:
         for seq in self:
             seq.verify()
+
+
+#: Manifest fields that say where and with what a set was made, not what it holds: left out of its identity.
+PROVENANCE_FIELDS = ("versions", ("config", "root"))
+
+
+def content_sha256(manifest: dict) -> str:
+    """sha256 of a manifest as canonical JSON (sorted keys, no whitespace, ASCII), without
+    :data:`PROVENANCE_FIELDS`: what the set holds (every trajectory, source and frame checksum),
+    not the folder it was made from nor the library versions that made it, so the same
+    command run by two people gives one identity (the renderer is exact)."""
+    content = {k: v for k, v in manifest.items() if k != "versions"}
+    content["config"] = {k: v for k, v in manifest.get("config", {}).items() if k != "root"}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def load_manifest(root: Path) -> dict:

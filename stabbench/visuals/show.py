@@ -24,7 +24,7 @@ import numpy as np
 
 from stabbench.conventions import BAND_WIDTH
 from stabbench.errors import DataError, OutputConflictError, UsageError
-from stabbench.fileio import atomic_write_bytes, atomic_write_json, publish_dir, sha256_file
+from stabbench.fileio import atomic_write_bytes, atomic_write_json, publish_dir
 from stabbench.report.predictions import SavedPredictions
 from stabbench.report.results import load_results
 from stabbench.visuals.clips import side_by_side, write_gif, write_mp4
@@ -114,7 +114,7 @@ def open_result(folder: Path) -> ShownResult:
 
 def open_matching_set(folder: Path, results: dict, set_dir: Path | None):
     """The synthetic set of a result (its recorded path, or ``set_dir``), refused (exit 3) unless its
-    manifest's sha256 is the one the result records."""
+    content sha256 is the one the result records."""
     from stabbench.synth import open_set
 
     recorded = results["set"].get("path")
@@ -122,8 +122,8 @@ def open_matching_set(folder: Path, results: dict, set_dir: Path | None):
     if set_dir is None and not root.is_dir():
         raise DataError(root, "the result's synthetic set (path recorded in results.json) is not there; pass --set")
     dataset = open_set(root)
-    if sha256_file(root / "manifest.json") != results["set"].get("sha256"):
-        raise DataError(root, f"this is not the set {folder} was evaluated on (manifest sha256 differs from "
+    if dataset.content_sha256 != results["set"].get("sha256"):
+        raise DataError(root, f"this is not the set {folder} was evaluated on (its content sha256 differs from "
                               "results.json's set.sha256)")
     return dataset
 

@@ -147,7 +147,8 @@ def test_outputs_written(oracle: Path, shapes_set: Path) -> None:
     for key in ("model", "set", "settings", "metrics", "warnings", "per_sequence", "per_perturbation_severity", "per_class", "state"):
         assert key in results, key
     assert results["model"]["id"] == "builtin:oracle" and results["model"]["format"] == "builtin"
-    assert results["set"]["sha256"] == sha256(shapes_set / "manifest.json")
+    assert results["set"]["sha256"] == open_set(shapes_set).content_sha256
+    assert results["set"]["manifest_sha256"] == sha256(shapes_set / "manifest.json")
     assert results["set"]["classes"] == ["background", "blob", "polygon"] and results["set"]["seed"] == 0
     assert results["settings"] == {"boundary_width": 15, "shard": [0, 1], "definitions": "1"}
 
@@ -184,7 +185,7 @@ def test_leaderboard_row(work: Path, shapes_set: Path, oracle: Path) -> None:
     assert json.loads(row["preprocess"]) == results_of(oracle)["model"]["preprocess"]
     assert row["stabbench_version"] == stabbench.__version__
     assert row["seed"] == "0" and row["dataset"] == "shapes" and row["protocol"] == "paper"
-    assert row["set_sha256"] == sha256(shapes_set / "manifest.json") and row["protocol_version"] == "v2"
+    assert row["set_sha256"] == open_set(shapes_set).content_sha256 and row["protocol_version"] == "v2"
     assert row["date"] == EPOCH_DATE
     assert [float(row[k]) for k in HEADLINE] == [100.0] * 3 and row["sequences"] == "6"
 

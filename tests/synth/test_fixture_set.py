@@ -84,3 +84,32 @@ def test_a_set_of_the_old_compact_format_gets_a_clear_message(tmp_path: Path) ->
     assert result.exit_code == 3
     assert "format 2" in line and "stabbench 0.1.0" in line and "re-create" in line.lower() and "stabbench export" in line
     assert not (tmp_path / "ev").exists()
+
+
+def test_identity_is_the_content_not_where_or_with_what_it_was_made(tmp_path: Path) -> None:
+    """``set_sha256``: the same set made from another folder, or with other NumPy / OpenCV versions
+    (the renderer is exact), is the same set; any change of content is another set."""
+    from stabbench.synth.reader import content_sha256
+
+    manifest = json.loads((FIXTURE / "manifest.json").read_text())
+    same = json.loads(json.dumps(manifest))
+    same["versions"].update({"numpy": "1.26.4", "opencv": "4.8.1"})
+    same["config"]["root"] = "/elsewhere/data"
+    assert content_sha256(same) == content_sha256(manifest) == open_set(FIXTURE).content_sha256
+    for change in (("frames", 0, "mask_pixels_sha256"), ("trajectory", "noise_step")):
+        other = json.loads(json.dumps(manifest))
+        target = other["sequences"][1]
+        for key in change[:-1]:
+            target = target[key]
+        target[change[-1]] = "0" * 64 if "sha256" in change[-1] else 1.5
+        assert content_sha256(other) != content_sha256(manifest), change
+    # end to end: a copy whose manifest records other library versions gives the same set_sha256
+    copy = tmp_path / "copy"
+    shutil.copytree(FIXTURE, copy)
+    (copy / "manifest.json").write_text(json.dumps(same, indent=2))
+    rows = []
+    for name, root in (("a", FIXTURE), ("b", copy)):
+        ok(cli("eval", "-q", "--model", "builtin:oracle", "--set", root, "--out", tmp_path / name, "--no-plot",
+               "--leaderboard", tmp_path / f"{name}.csv"))
+        rows.append(json.loads((tmp_path / name / "results.json").read_text())["set"])
+    assert rows[0]["sha256"] == rows[1]["sha256"] and rows[0]["manifest_sha256"] != rows[1]["manifest_sha256"]
