@@ -22,6 +22,7 @@ Start-up (interpreter, torch import, set opening) is inside every command, as a 
 ``--sources`` sets how much work amortises it.
 
     .venv/bin/python benchmarks/bench_scaling.py
+    .venv/bin/python benchmarks/bench_scaling.py --protocol grid --rounds 2   # 210 sequences
     .venv/bin/python benchmarks/bench_scaling.py --quick
 """
 
@@ -56,18 +57,21 @@ def main() -> None:
     ap.add_argument("--davis", default=str(harness.DEFAULT_DAVIS), help="DAVIS-2016 sample root")
     ap.add_argument("--sources", type=int, default=7, help="source images (6 sequences each)")
     ap.add_argument("--models", default="builtin:constant,builtin:mediapipe-selfie")
+    ap.add_argument("--protocol", default="paper", choices=("paper", "grid"),
+                    help="paper: 6 sequences per source; grid: 30 (more work to amortise start-up)")
     args = ap.parse_args()
     if args.quick:
         args.sources, args.rounds, args.warmup = 1, 1, 0
     if not shutil.which("taskset"):
         sys.exit("needs taskset (util-linux)")
     root = harness.require_dir(args.davis, "the DAVIS sample")
-    record = harness.new_record("scaling", args, seeds={"synth": 0},
-                                parameters={"sources": args.sources, "models": args.models}, torch=True)
+    name = "scaling" if args.protocol == "paper" else f"scaling-{args.protocol}"
+    record = harness.new_record(name, args, seeds={"synth": 0}, torch=True,
+                                parameters={"sources": args.sources, "models": args.models, "protocol": args.protocol})
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp_text:
         tmp = Path(tmp_text)
-        compact = str(make_sets(root, tmp, args.sources, 11, 0)["compact"])
+        compact = str(make_sets(root, tmp, args.sources, 11, 0, protocol=args.protocol, materialized=False)["compact"])
         record["cases"] = {}
         for model in args.models.split(","):
             if "mediapipe" in model and not mediapipe_available():
@@ -76,14 +80,14 @@ def main() -> None:
             base = ["-m", "stabbench", "eval", "--model", model, "--set", compact, "--no-leaderboard", "--no-plot",
                     "-q", "--overwrite"]
             cases = {
-                "1 core": lambda: run(["taskset", "-c", "0", python, *base, "--workers", "0", "--out",
+                "1 core": lambda base=base: run(["taskset", "-c", "0", python, *base, "--workers", "0", "--out",
                                        str(tmp / "one")], tmp),
-                "torchrun 2": lambda: run([python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                "torchrun 2": lambda base=base: run([python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                                            "2", *base, "--workers", "0", "--out", str(tmp / "two")], tmp),
-                "workers 1": lambda: run([python, *base, "--workers", "1", "--out", str(tmp / "w1")], tmp),
+                "workers 1": lambda base=base: run([python, *base, "--workers", "1", "--out", str(tmp / "w1")], tmp),
             }
             result = harness.interleaved(args.rounds, cases, baseline="1 core", warmup=args.warmup)
-            for name, ratio in result["ratios"].items():
+            for ratio in result["ratios"].values():
                 speedup = 1.0 / ratio["of_medians"]
                 ratio.update({"speedup": speedup, "parallel_efficiency": speedup / 2})
             record["cases"][model] = result

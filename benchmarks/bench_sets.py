@@ -58,13 +58,14 @@ def folder_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
-def make_sets(root: Path, tmp: Path, sources: int, frames: int, seed: int) -> dict[str, Path]:
+def make_sets(root: Path, tmp: Path, sources: int, frames: int, seed: int, protocol: str = "paper",
+              materialized: bool = True) -> dict[str, Path]:
     listing = list_sources("davis", root, objects="merge", frames_per_sequence=1)
     listing = listing.__class__(listing.name, listing.sources[:sources], listing.classes, listing.options)
     out = {}
-    for name, materialize in (("compact", False), ("materialized", True)):
+    for name, materialize in (("compact", False), ("materialized", True))[: 2 if materialized else 1]:
         out[name] = tmp / name
-        synthesize(listing, SynthConfig("davis", str(root), listing.options, "paper", frames, seed,
+        synthesize(listing, SynthConfig("davis", str(root), listing.options, protocol, frames, seed,
                                         materialize=materialize), out[name])
     return out
 
