@@ -5,6 +5,10 @@ Atomic writes go through a temporary file in the destination folder (named
 destination: a reader sees the old file or the new one, never half of one, and a failed
 write removes its temporary file; one left by a killed process is cleared by the writer of
 that output when it next runs (a set's writer, the eval output writer).
+
+Every CSV cell stabbench writes goes through :func:`csv_cell` (formula injection: a model
+name ``=HYPERLINK(...)`` is not run by a spreadsheet), and every cell it reads back through
+:func:`csv_value`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +39,42 @@ def sha256_file(path: str | Path, chunk: int = CHUNK) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: What :func:`csv_cell` puts before a cell a spreadsheet would run (and :func:`csv_value` removes).
+CELL_ESCAPE = "'"
+#: A number as Python writes one (``repr`` of a float, an int, ``f"{x:.4f}"``): never escaped.
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE)
+
+
+def csv_cell(value: Any) -> str:
+    """The text of a CSV cell, neutralised against formula injection (OWASP's rule).
+
+    A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return and is not a
+    number is written with a single quote ``'`` before it, so a spreadsheet shows it as text
+    instead of running it (``--name "=cmd|' /C calc'!A0"``, a model file ``=HYPERLINK(1).pt2``).
+    Numbers are left as they are (``-0.5``, ``-1e-05``, ``+3``, ``-inf`` stay numbers). A cell that
+    itself starts with ``'`` gets one more, so :func:`csv_value` (which removes exactly one leading
+    ``'``) gives back every original cell. ``None`` is the empty cell; other values their ``str``.
+
+    >>> [csv_cell(v) for v in ("=1+1", "-2+3", "@SUM(A1)", "-0.5", -0.5, "'quoted", "model", None)]
+    ["'=1+1", "'-2+3", "'@SUM(A1)", '-0.5', '-0.5', "''quoted", 'model', '']
+    """
+    text = "" if value is None else value if isinstance(value, str) else str(value)
+    if text.startswith(CELL_ESCAPE) or (text.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(text)):
+        return CELL_ESCAPE + text
+    return text
+
+
+def csv_value(cell: str) -> str:
+    """The original text of a cell written by :func:`csv_cell` (one leading ``'`` removed).
+
+    >>> [csv_value(c) for c in ("'=1+1", "''quoted", "-0.5", "model")]
+    ['=1+1', "'quoted", '-0.5', 'model']
+    """
+    return cell[len(CELL_ESCAPE):] if cell.startswith(CELL_ESCAPE) else cell
 
 
 def temporary_name(path: Path) -> Path:
@@ -204,6 +245,8 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "csv_cell",
+    "csv_value",
     "fsync_dir",
     "locked_dir",
     "package_version",

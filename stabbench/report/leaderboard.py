@@ -5,7 +5,9 @@ its weights), ``model_id`` what was loaded, ``model_sha256`` the checksum of its
 ``model_fingerprint`` what it computes (:func:`stabbench.predictors.resolver.fingerprint`: the
 file's sha256 for a bare model file; else also the factory, options and weights), ``set`` and
 ``set_sha256`` the set it was measured on. Metrics are stored at full precision (``repr`` of
-the float: reading them back gives the same number).
+the float: reading them back gives the same number). A text cell a spreadsheet would run as a
+formula (a name ``=HYPERLINK(...)``) is written with a ``'`` before it and read back without
+(:func:`stabbench.fileio.csv_cell`).
 
 Appending is safe against concurrent runs: the file is read, changed and written back while
 holding an exclusive ``flock`` on the leaderboard's folder (no lock file is created, so none
@@ -26,7 +28,7 @@ import io
 from pathlib import Path
 
 from stabbench.errors import DataError, OutputConflictError
-from stabbench.fileio import atomic_write_text, locked_dir
+from stabbench.fileio import atomic_write_text, csv_cell, csv_value, locked_dir
 
 COLUMNS = (
     "model",
@@ -81,7 +83,7 @@ def read_rows(path: Path) -> list[dict]:
             if missing:
                 raise DataError(path, f"not a stabbench leaderboard (missing columns: {', '.join(missing)})")
             # cells beyond the header (key None) are dropped; missing cells read as ""
-            return [{k: ("" if v is None else v) for k, v in r.items() if k is not None} for r in reader]
+            return [{k: ("" if v is None else csv_value(v)) for k, v in r.items() if k is not None} for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(path, f"cannot read leaderboard ({exc})") from None
 
@@ -92,7 +94,7 @@ def format_rows(rows: list[dict]) -> str:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _cell(row.get(k, "")) for k in columns})
+        writer.writerow({k: csv_cell(_cell(row.get(k, ""))) for k in columns})
     return buf.getvalue()
 
 

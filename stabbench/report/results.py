@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stabbench.errors import DataError, OutputConflictError
-from stabbench.fileio import atomic_write_text, publish_dir, sha256_file
+from stabbench.fileio import atomic_write_text, csv_cell, publish_dir, sha256_file
 from stabbench.metrics import DEFINITIONS, sequence_rows, summarize
 
 RESULTS_FORMAT = "stabbench-results"
@@ -140,12 +140,14 @@ def _nan_to_none(value):
 
 
 def rows_to_csv(rows: list[dict]) -> str:
+    """A CSV of ``rows`` (columns: the first row's keys), floats to 4 decimals, every cell
+    through :func:`~stabbench.fileio.csv_cell` (no cell a spreadsheet would run)."""
     buf = io.StringIO()
     if rows:
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+            writer.writerow({k: csv_cell(f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
     return buf.getvalue()
 
 

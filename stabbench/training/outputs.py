@@ -33,6 +33,7 @@ from stabbench.fileio import (
     atomic_write,
     atomic_write_json,
     atomic_write_text,
+    csv_cell,
     sha256_bytes,
     temporary_name,
     versions,
@@ -77,7 +78,7 @@ class CsvLog:
             writer = csv.writer(fh, lineterminator="\n")
             if new:
                 writer.writerow(self.columns)
-            writer.writerow([row[c] for c in self.columns])
+            writer.writerow([csv_cell(row[c]) for c in self.columns])
 
 
 def prepare_out_dir(out: Path, *, resume: bool, overwrite: bool, keep: tuple[str, ...] = ("flow-cache",)) -> None:

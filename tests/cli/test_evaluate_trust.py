@@ -148,6 +148,31 @@ def test_name_names_the_row_and_the_leaderboard_shows_the_set(shapes, tmp_path) 
     assert gate.exit_code == 0, gate.output  # a result passes against its own row at tolerance 0 (full precision)
 
 
+def test_a_formula_name_is_text_in_the_file_and_itself_everywhere_else(shapes, tmp_path, monkeypatch) -> None:
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    name = "=cmd|' /C calc'!A0"
+    net = torch.nn.Conv2d(3, 3, 1).eval()
+    dims = ({0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC},)
+    torch.export.save(torch.export.export(net, (torch.rand(2, 3, 8, 8),), dynamic_shapes=dims), "=HYPERLINK(1).pt2")
+    board = tmp_path / "lb.csv"
+    assert ev(shapes, tmp_path / "a", "builtin:oracle", "--name", name, "--leaderboard", board).exit_code == 0
+    assert ev(shapes, tmp_path / "b", "=HYPERLINK(1).pt2", "--leaderboard", board).exit_code == 0
+    raw = list(csv.DictReader(open(board, newline="")))
+    assert [r["model"] for r in raw] == ["'" + name, "'=HYPERLINK(1).pt2"]  # text to a spreadsheet
+    assert not any(c.startswith(("=", "@")) for r in raw for c in r.values())
+    shown = run("leaderboard", board, "--json")
+    assert shown.exit_code == 0 and [r["model"] for r in json.loads(shown.output)] == [name, "=HYPERLINK(1).pt2"]
+    gate = run("gate", tmp_path / "a", "--baseline", board, "--baseline-model", name)
+    assert gate.exit_code == 0, gate.output
+    assert run("gate", board, "--model", "=HYPERLINK(1).pt2", "--min", "S_global=0").exit_code == 0
+    assert ev(shapes, tmp_path / "c", "=HYPERLINK(1).pt2", "--leaderboard", board).exit_code == 0  # the same row again
+    assert run("report", "--leaderboard", board, "--out", tmp_path / "r").exit_code == 0
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "=HYPERLINK(1).pt2" in page and "&#x27;=HYPERLINK" not in page and "'=HYPERLINK" not in page
+
+
 def test_the_same_bytes_under_a_new_path_are_the_same_model(shapes, tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     import shutil

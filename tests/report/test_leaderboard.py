@@ -1,9 +1,10 @@
 """stabbench.report.leaderboard: leaderboard.csv round trip, replace-only-when-asked, an
 identical row is a no-op, rows refused early or together, the same model recognised,
-concurrent appends, a file that is not a leaderboard."""
+concurrent appends, a file that is not a leaderboard, no cell a spreadsheet would run."""
 
 from __future__ import annotations
 
+import csv
 import json
 import multiprocessing as mp
 from pathlib import Path
@@ -85,6 +86,25 @@ def test_recognise_by_fingerprint_and_preprocessing(tmp_path: Path) -> None:
     assert recognise(path, {**probe, "model_fingerprint": ""}) is None
     assert recognise(path, {**probe, "model_fingerprint": "a" * 64, "preprocess": "{}"}) is None
     assert recognise(path, {**probe, "model_fingerprint": "a" * 64, "set_sha256": "other"}) is None
+
+
+FORMULAS = ["=cmd|' /C calc'!A0", "@SUM(1+1)", "+1+1", "-2+3", "'quoted", "\t=1"]
+
+
+@pytest.mark.parametrize("name", FORMULAS)
+def test_no_cell_is_a_formula_and_names_read_back(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "lb.csv"
+    row = {**make_row(name, -0.5), "model_id": "=HYPERLINK(1).pt2", "dS_boundary": -1.25e-05}
+    assert upsert_row(path, row) == "added"
+    raw = list(csv.DictReader(open(path, newline="")))[0]
+    assert raw["model"] == "'" + name and raw["model_id"] == "'=HYPERLINK(1).pt2"  # a spreadsheet shows text
+    assert raw["S_global"] == "-0.5" and raw["dS_boundary"] == "-1.25e-05"  # numbers stay numbers
+    back = read_rows(path)[0]
+    assert back["model"] == name and back["model_id"] == "=HYPERLINK(1).pt2" and float(back["S_global"]) == -0.5
+    assert upsert_row(path, row) == "unchanged"  # compared as written, not as escaped
+    probe = {k: row[k] for k in ("preprocess", "set_sha256", "protocol_version", "boundary_width")}
+    upsert_row(path, {**make_row("other"), "model_fingerprint": "a" * 64, "model": name}, replace=True)
+    assert recognise(path, {**probe, "model_fingerprint": "a" * 64}) == name
 
 
 def _append_many(args) -> None:
