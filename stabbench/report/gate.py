@@ -13,6 +13,11 @@ A result whose model produced NaN/Inf outputs fails the gate. Values are compare
 precision they are stored with (a leaderboard written by an older stabbench rounded to 4
 decimals: the result is rounded alike).
 
+What is read is range-checked before anything is compared: a metric the gate checks is a
+percentage in [0, 100] and a count (``non_finite``) a non-negative integer. Anything else (S =
+150, NaN, inf, null, a negative count), in the result or in the baseline, is an invalid result
+(:class:`DataError`, exit 3, naming the file and the field), never a pass or a fail.
+
 A real-video result (``stabbench video``: ``kind`` real-video) is never compared with a
 synthetic one, not even with ``allow_different_set`` (:class:`DataError`, exit 3): its S
 is measured on estimated correspondences and means something else. Its metrics are
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +39,49 @@ from stabbench.report.results import REAL_VIDEO, SYNTHETIC
 
 #: What makes two results comparable (leaderboard column names).
 IDENTITY = ("set_sha256", "protocol_version", "boundary_width", "definitions")
+#: The headline metrics (stability rates, mIoU) are percentages: what the gate reads must lie here.
+PERCENT_RANGE = (0.0, 100.0)
+
+
+def metrics_of(kind: str) -> tuple[str, ...]:
+    """The metrics a result of this kind defines (real video has no mIoU_syn)."""
+    return tuple(m for m in METRICS if m != "mIoU_syn") if kind == REAL_VIDEO else METRICS
+
+
+def percentage(path: Path, where: str, value) -> float:
+    """``value`` (a number read from JSON) as a percentage in :data:`PERCENT_RANGE`; an invalid
+    result otherwise (NaN, inf, out of range, null, not a number): :class:`DataError` naming
+    ``path`` and the field ``where``."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(path, f"invalid result: {where} is {value!r}, "
+                              f"{'null (not measured)' if value is None else 'non-numeric'}")
+    if not math.isfinite(value):
+        raise DataError(path, f"invalid result: {where} is {value!r}, not a finite number")
+    low, high = PERCENT_RANGE
+    if not low <= value <= high:
+        raise DataError(path, f"invalid result: {where} is {value!r}, outside [{low:g}, {high:g}] (a percentage)")
+    return float(value)
+
+
+def cell_percentage(path: Path, where: str, cell: str) -> float:
+    """A CSV cell as a percentage (see :func:`percentage`)."""
+    try:
+        return percentage(path, where, float(cell))
+    except ValueError:
+        raise DataError(path, f"invalid result: {where} is {cell!r}, non-numeric") from None
+
+
+def count(path: Path, where: str, value) -> int:
+    """``value`` (an integer read from JSON) as a count, a non-negative integer; an invalid result
+    otherwise: :class:`DataError` naming ``path`` and the field ``where``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise DataError(path, f"invalid result: {where} is {value!r}, not a non-negative integer (a count)")
+
+
+def cell_count(path: Path, where: str, cell: str) -> int:
+    """A CSV cell as a count (see :func:`count`): digits only."""
+    return count(path, where, int(cell) if re.fullmatch(r"[0-9]+", cell) else cell)
 
 
 @dataclass(frozen=True)
@@ -49,7 +98,7 @@ class Result:
     @property
     def checked_metrics(self) -> tuple[str, ...]:
         """The metrics a result of this kind defines (real video has no mIoU_syn)."""
-        return tuple(m for m in METRICS if m != "mIoU_syn") if self.kind == REAL_VIDEO else METRICS
+        return metrics_of(self.kind)
 
 
 @dataclass(frozen=True)
@@ -108,17 +157,14 @@ def load_result(path: Path, model: str | None = None, set_sha256: str | None = N
     if path.suffix == ".json":
         return _from_results_json(path, model)
     row = select_row(path, model, set_sha256)
-    try:
-        metrics = {m: float(row[m]) for m in METRICS}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(path, f"missing or non-numeric metric in the row of {row.get('model')!r} ({exc})") from None
+    kind = row.get("kind") or SYNTHETIC
+    # the metrics the kind does not define (a real-video row's mIoU_syn is nan) are never checked
+    metrics = {m: cell_percentage(path, f"{m} of the row of {row['model']!r}", row[m]) if m in metrics_of(kind)
+               else float("nan") for m in METRICS}
     identity = {k: str(row.get(k) or ("1" if k == "definitions" else "")) for k in IDENTITY}
-    try:
-        non_finite = int(row.get("non_finite") or 0)
-    except ValueError:
-        raise DataError(path, f"non-numeric non_finite cell in the row of {row.get('model')!r}") from None
+    non_finite = cell_count(path, f"non_finite of the row of {row['model']!r}", row.get("non_finite") or "0")
     return Result(metrics, identity, f"{path} row {row.get('model')!r}", non_finite,
-                  {m: _decimals(str(row[m])) for m in METRICS}, row.get("kind") or SYNTHETIC)
+                  {m: _decimals(str(row[m])) for m in METRICS}, kind)
 
 
 def _real_video_metrics(path: Path, results: dict, model: str | None) -> dict:
@@ -129,7 +175,7 @@ def _real_video_metrics(path: Path, results: dict, model: str | None) -> dict:
     if name not in by_model:
         raise DataError(path, f"name the model to check with --model (models: {', '.join(by_model)})" if name is None
                         else f"no model {name!r} in this result (models: {', '.join(by_model)})")
-    return {m: float("nan") if by_model[name][m] is None else float(by_model[name][m]) for m in METRICS if m != "mIoU_syn"} \
+    return {m: percentage(path, f"metrics.{name}.{m}", by_model[name][m]) for m in metrics_of(REAL_VIDEO)} \
         | {"mIoU_syn": float("nan")}
 
 
@@ -140,14 +186,14 @@ def _from_results_json(path: Path, model: str | None = None) -> Result:
         if kind == REAL_VIDEO:
             metrics = _real_video_metrics(path, results, model)
         else:
-            metrics = {m: float(results["metrics"][m]) for m in METRICS}
+            metrics = {m: percentage(path, f"metrics.{m}", results["metrics"][m]) for m in METRICS}
         identity = {
             "set_sha256": str(results["set"]["sha256"]),
             "protocol_version": str(results["set"]["protocol_version"]),
             "boundary_width": str(results["settings"]["boundary_width"]),
             "definitions": str(results["settings"].get("definitions", "1")),
         }
-        non_finite = int(results.get("model_outputs", {}).get("non_finite", 0))
+        non_finite = count(path, "model_outputs.non_finite", results.get("model_outputs", {}).get("non_finite", 0))
     except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise DataError(path, f"not a stabbench results.json ({exc.__class__.__name__}: {exc})") from None
     return Result(metrics, identity, str(path), non_finite, {m: None for m in METRICS}, kind)

@@ -1,8 +1,11 @@
 """``stabbench gate`` end to end through the CLI (stabbench.cli.gate): thresholds, a baseline
-leaderboard row with a tolerance, exit codes, usage errors and bad data."""
+leaderboard row with a tolerance, exit codes, usage errors, bad data and invalid results (a
+metric outside [0, 100], NaN or inf in the result or the baseline: exit 3, never a pass or a fail)."""
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,57 @@ def test_gate_bad_data(oracle: Path, shapes_set: Path, tmp_path: Path) -> None:
     fails(cli("gate", garbage, "--min", "S_global=1"), 3)
     line = fails(cli("gate", oracle, "--baseline", tmp_path / "nope.csv", "--baseline-model", "x"), 3)
     assert "nope.csv" in line
+
+
+def _edited_result(oracle: Path, folder: Path, **metrics) -> Path:
+    """A copy of the oracle's results.json with ``metrics`` changed (JSON writes NaN and Infinity)."""
+    results = results_of(oracle)
+    results["metrics"].update(metrics)
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def _edited_board(work: Path, path: Path, model: str, **cells) -> Path:
+    """A copy of ``work/lb.csv`` with ``cells`` changed in the row of ``model``."""
+    with open(work / "lb.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns, rows = reader.fieldnames, list(reader)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**r, **cells} if r["model"] == model else r for r in rows)
+    return path
+
+
+@pytest.mark.parametrize(("value", "problem"), [(150.0, "150.0, outside [0, 100]"), (float("nan"), "nan, not a finite"),
+                                                (float("inf"), "inf, not a finite"), (-1.0, "-1.0, outside [0, 100]")])
+def test_an_invalid_metric_in_the_result_is_exit_3(oracle: Path, tmp_path: Path, value, problem) -> None:
+    result = _edited_result(oracle, tmp_path / "bad", S_boundary=value)
+    line = fails(cli("gate", result, "--min", "S_global=1"), 3)
+    assert str(result / "results.json") in line and f"invalid result: metrics.S_boundary is {problem}" in line
+    line = fails(cli("gate", oracle, "--baseline", result), 3)  # as a baseline too
+    assert "metrics.S_boundary" in line
+
+
+@pytest.mark.parametrize("cell", ["nan", "inf", "-inf", "150.0", "NaN"])
+def test_an_invalid_metric_in_a_baseline_row_is_exit_3(work: Path, oracle: Path, tmp_path: Path, cell: str) -> None:
+    board = _edited_board(work, tmp_path / "lb.csv", "builtin:oracle", S_boundary=cell)
+    line = fails(cli("gate", oracle, "--baseline", board, "--baseline-model", "builtin:oracle", "--tolerance", "1"), 3)
+    assert "lb.csv: invalid result: S_boundary of the row of 'builtin:oracle'" in line
+    fails(cli("gate", board, "--model", "builtin:oracle", "--min", "S_global=1"), 3)  # as the result too
+
+
+def test_the_bounds_are_valid_and_pass_or_fail_as_before(work: Path, oracle: Path, tmp_path: Path) -> None:
+    assert results_of(oracle)["metrics"]["S_global"] == 100.0
+    assert cli("gate", oracle, "--min", "S_global=100", "--min", "S_boundary=100").exit_code == 0
+    zero = _edited_result(oracle, tmp_path / "zero", S_global=0.0, S_boundary=0.0, mIoU_syn=0.0)
+    result = cli("gate", zero, "--min", "S_global=0.5")
+    assert result.exit_code == 1 and "FAIL S_global" in result.stdout, result.output
+    assert cli("gate", zero, "--min", "S_global=0").exit_code == 0
+    board = _edited_board(work, tmp_path / "lb.csv", "builtin:oracle", S_global="0.0", S_boundary="0.0", mIoU_syn="0.0")
+    args = ("--baseline", board, "--baseline-model", "builtin:oracle")
+    assert cli("gate", zero, *args).exit_code == 0  # 0.0 against a baseline of 0.0
+    assert cli("gate", oracle, *args).exit_code == 0  # 100.0 against 0.0
+    result = cli("gate", zero, "--baseline", work / "lb.csv", "--baseline-model", "builtin:oracle")
+    assert result.exit_code == 1 and result.stdout.count("FAIL") == 3, result.output  # 0.0 against 100.0
