@@ -129,7 +129,9 @@ def test_agrees_with_opencv_within_one_level() -> None:
         ref = cv2.warpAffine(image, affine, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         covered = mask != 255
         assert covered.mean() > 0.5
-        assert np.abs(frame.astype(int) - ref.astype(int))[covered].max() <= 1, kind
+        # OpenCV 5: within one level; OpenCV 4, which quantises coordinates to 1/32 pixel: within two
+        bound = 1 if int(cv2.__version__.split(".")[0]) >= 5 else 2
+        assert np.abs(frame.astype(int) - ref.astype(int))[covered].max() <= bound, kind
 
 
 def test_coverage_matches_the_float_definition_away_from_the_border() -> None:

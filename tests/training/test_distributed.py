@@ -134,7 +134,10 @@ ARGS = ["--model", "builtin:tiny_unet,base=8", "--dataset", "shapes", "--num-ima
         "--epochs", "2", "--lr", "1e-3", "-q"]
 PAIRS = 4
 STEPS = 4
-TOLERANCE = 1e-5
+#: Weights of 2 ranks vs one process after STEPS steps: measured 2.4e-7 with torch 2.13.0 and 5.7e-5
+#: with torch 2.9.1 (the declared minimum; its CPU kernels round a split batch differently), for
+#: weights that moved 1.2e-2 (checked below: more than 100x the tolerance).
+TOLERANCE = 1e-4
 
 
 def torchrun(*args, cwd: Path, timeout_s: int = 120) -> subprocess.Popen:
@@ -195,7 +198,7 @@ def test_two_ranks_train_the_weights_of_one_process(runs: dict) -> None:
     assert [r["step"] for r in rows_two] == [str(s) for s in range(1, STEPS + 1)]  # rank 0 alone logged, once per step
     for a, b in zip(rows_one, rows_two):
         for term in ("total", "seg", "bc", "gc"):
-            assert float(b[term]) == pytest.approx(float(a[term]), rel=1e-5, abs=1e-7)
+            assert float(b[term]) == pytest.approx(float(a[term]), rel=5e-4, abs=1e-7)  # 1.2e-4 at torch 2.9.1
 
 
 @pytest.mark.slow
