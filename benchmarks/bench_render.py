@@ -47,8 +47,7 @@ def read_all(path: str, per_type: dict | None = None) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     harness.add_arguments(ap, rounds=7)
-    ap.add_argument("--davis", default=str(harness.DEFAULT_DAVIS), help="DAVIS-2016 sample root")
-    ap.add_argument("--sources", type=int, default=7, help="source images (6 sequences each)")
+    harness.add_davis_arguments(ap, sources=7)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.quick:

@@ -54,8 +54,7 @@ def mediapipe_available() -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     harness.add_arguments(ap, rounds=3)
-    ap.add_argument("--davis", default=str(harness.DEFAULT_DAVIS), help="DAVIS-2016 sample root")
-    ap.add_argument("--sources", type=int, default=7, help="source images (6 sequences each)")
+    harness.add_davis_arguments(ap, sources=7)
     ap.add_argument("--models", default="builtin:constant,builtin:mediapipe-selfie")
     ap.add_argument("--protocol", default="paper", choices=("paper", "grid"),
                     help="paper: 6 sequences per source; grid: 30 (more work to amortise start-up)")

@@ -157,8 +157,7 @@ def command(args: list[str], cwd: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     harness.add_arguments(ap, rounds=5)
-    ap.add_argument("--davis", default=str(harness.DEFAULT_DAVIS), help="DAVIS-2016 sample root")
-    ap.add_argument("--sources", type=int, default=4, help="source images (6 sequences each)")
+    harness.add_davis_arguments(ap, sources=4)
     ap.add_argument("--frames", type=int, default=11)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

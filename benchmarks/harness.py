@@ -325,6 +325,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, rounds: int, warmup: int =
     parser.add_argument("--no-save", action="store_true", help="do not write the JSON result")
 
 
+def add_davis_arguments(parser: argparse.ArgumentParser, *, sources: int) -> None:
+    """``--davis`` (the DAVIS-2016 sample root) and ``--sources`` (how many of its videos, 6 sequences each)."""
+    parser.add_argument("--davis", default=str(DEFAULT_DAVIS), help="DAVIS-2016 sample root")
+    parser.add_argument("--sources", type=int, default=sources, help="source images (6 sequences each)")
+
+
 def require_dir(path: str | Path, what: str, hint: str = "") -> Path:
     """``path`` as a Path if it is a folder; otherwise exit with status 2 and a message."""
     path = Path(path)
@@ -418,6 +424,7 @@ __all__ = [
     "RESULTS_DIR",
     "SHARED_DATA",
     "add_arguments",
+    "add_davis_arguments",
     "git_state",
     "header",
     "interleaved",
