@@ -17,7 +17,7 @@ import numpy as np
 
 from perturbations.noise import rounded_gaussian
 from perturbations.trajectory import MINUTE_NOISE_STD, Trajectory
-from perturbations.warp import PackedSource, covered_by, nearest_labels, source_coordinates, unpack_rgb
+from perturbations.warp import PackedSource, coordinates_of, covered_by, fixed_point_inverse, nearest_labels, unpack_rgb
 
 IGNORE_LABEL = 255
 
@@ -65,9 +65,10 @@ def warp_pair(
         source = PackedSource(image)
     frame = np.empty((height, width, 3), np.uint8) if image is not None else None
     mask = np.empty((height, width), np.uint8) if label is not None else None
+    q = fixed_point_inverse(affine, height, width)
     for r0 in range(0, height, WARP_BAND_ROWS):
         r1 = min(r0 + WARP_BAND_ROWS, height)
-        ux, uy = source_coordinates(affine, height, width, (r0, r1))
+        ux, uy = coordinates_of(q, width, (r0, r1))
         covered = covered_by(ux, uy, height, width)
         if frame is not None:
             unpack_rgb(source.sample(ux, uy, covered), out=frame[r0:r1])

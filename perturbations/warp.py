@@ -55,7 +55,11 @@ _LANE_ROUND = sum(_HALF << (_LANE_BITS * c) for c in range(3))
 _LANE_MASK = sum(0xFF << (_LANE_BITS * c) for c in range(3))
 
 
-def fixed_point_inverse(affine: np.ndarray, height: int, width: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+#: The frame -> source map in fixed point: two rows of three integers, in units of ``2**-COEF_BITS``.
+FixedPointMap = tuple[tuple[int, int, int], tuple[int, int, int]]
+
+
+def fixed_point_inverse(affine: np.ndarray, height: int, width: int) -> FixedPointMap:
     """The frame -> source map of ``affine`` as integers in units of ``2**-COEF_BITS``.
 
     Raises:
@@ -86,10 +90,15 @@ def source_coordinates(
     ``(R, W)``: ``(1, W)`` and ``(R, 1)`` when the map is separable (no rotation or shear),
     else both ``(R, W)``.
     """
-    (a, b, c), (d, e, f) = fixed_point_inverse(affine, height, width)
-    r0, r1 = rows if rows is not None else (0, height)
+    return coordinates_of(fixed_point_inverse(affine, height, width), width, rows or (0, height))
+
+
+def coordinates_of(q: FixedPointMap, width: int, rows: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`source_coordinates` from the map :func:`fixed_point_inverse` returned (computed once
+    per frame, then used for every band of rows)."""
+    (a, b, c), (d, e, f) = q
     x = np.arange(width, dtype=np.int64)[None, :]
-    y = np.arange(r0, r1, dtype=np.int64)[:, None]
+    y = np.arange(*rows, dtype=np.int64)[:, None]
     round_half = 1 << (_SHIFT - 1)
     if b == 0 and d == 0:
         return (a * x + (c + round_half)) >> _SHIFT, (e * y + (f + round_half)) >> _SHIFT
@@ -98,12 +107,6 @@ def source_coordinates(
     ux >>= _SHIFT
     uy >>= _SHIFT
     return ux, uy
-
-
-def is_separable(affine: np.ndarray, height: int, width: int) -> bool:
-    """Whether ``ux`` depends on the column only and ``uy`` on the row only (no rotation, shear)."""
-    (_, b, _), (d, _, _) = fixed_point_inverse(affine, height, width)
-    return b == 0 and d == 0
 
 
 def covered_by(ux: np.ndarray, uy: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -305,13 +305,9 @@ class SyntheticSet:
             seq.verify()
 
 
-#: Manifest fields that say where and with what a set was made, not what it holds: left out of its identity.
-PROVENANCE_FIELDS = ("versions", ("config", "root"))
-
-
 def content_sha256(manifest: dict) -> str:
     """sha256 of a manifest as canonical JSON (sorted keys, no whitespace, ASCII), without
-    :data:`PROVENANCE_FIELDS`: what the set holds (every trajectory, source and frame checksum),
+    ``versions`` and ``config.root``: what the set holds (every trajectory, source and frame checksum),
     not the folder it was made from nor the library versions that made it, so the same
     command run by two people gives one identity (the renderer is exact)."""
     content = {k: v for k, v in manifest.items() if k != "versions"}
